@@ -31,6 +31,7 @@ extern crate std;
 
 mod error;
 mod post_id;
+pub mod post_config;
 mod qa;
 mod quantity;
 pub mod senml;
