@@ -22,7 +22,7 @@ use crate::sht3x::LatestClimate;
 /// Molar mass of NO2, g/mol.
 pub const NO2_MOLAR_MASS_G_MOL: f32 = 46.0055;
 /// Molar gas constant, J/(mol·K).
-pub const GAS_CONSTANT_J_MOL_K: f32 = 8.314_462_6;
+pub const GAS_CONSTANT_J_MOL_K: f32 = 8.314_463;
 /// 0 °C in kelvin.
 pub const ZERO_CELSIUS_K: f32 = 273.15;
 /// B43F nT at −30, −20, ..., 50 °C (AAN 803-05; two independent implementations agree).

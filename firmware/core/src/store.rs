@@ -120,7 +120,7 @@ impl<F: MultiwriteNorFlash> RecordQueue<F> {
     }
 
     /// Packs waiting (reads through the queue).
-    pub async fn len(&mut self) -> Result<usize, StoreError<F::Error>> {
+    pub async fn pending_packs(&mut self) -> Result<usize, StoreError<F::Error>> {
         let mut it = self.storage.iter().await.map_err(map_err)?;
         let mut n = 0;
         while it.next(&mut self.scratch).await.map_err(map_err)?.is_some() {

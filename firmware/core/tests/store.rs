@@ -24,7 +24,7 @@ fn queued_packs_survive_a_reboot_and_replay_oldest_first() {
         // Power cut: only the flash contents remain.
         let flash = q.into_flash();
         let mut q = RecordQueue::open(flash, RANGE.clone()).unwrap();
-        assert_eq!(q.len().await.unwrap(), 3);
+        assert_eq!(q.pending_packs().await.unwrap(), 3);
         let mut buf = [0u8; 512];
         for i in 0..3 {
             let oldest = q.peek(&mut buf).await.unwrap().unwrap().to_vec();
@@ -42,7 +42,7 @@ fn a_pack_is_not_removed_unless_it_is_still_the_oldest() {
         q.push(&pack(1)).await.unwrap();
         q.push(&pack(2)).await.unwrap();
         assert!(!q.remove_if_oldest(&pack(2)).await.unwrap());
-        assert_eq!(q.len().await.unwrap(), 2);
+        assert_eq!(q.pending_packs().await.unwrap(), 2);
     });
 }
 
@@ -54,7 +54,7 @@ fn full_queue_drops_oldest_first_and_counts_every_drop() {
         for i in 0..n {
             q.push(&pack(i)).await.unwrap();
         }
-        let kept = q.len().await.unwrap() as u32;
+        let kept = q.pending_packs().await.unwrap() as u32;
         assert!(kept < n, "the flash cannot hold {n} packs");
         assert_eq!(
             q.dropped() + kept,

@@ -151,10 +151,10 @@ fn fleet_publishes_senml_through_a_real_broker_and_a_cut_off_post_replays_its_ba
                     .is_some_and(|t| *t >= outage_to.offset(240))
         };
         while !done(&times) {
-            let ev = tokio::time::timeout_at(deadline, events.poll())
-                .await
-                .unwrap_or_else(|_| panic!("no complete data within 90 s; got {times:?}"))
-                .unwrap();
+            let Ok(ev) = tokio::time::timeout_at(deadline, events.poll()).await else {
+                panic!("no complete data within 90 s; got {times:?}");
+            };
+            let ev = ev.unwrap();
             let Event::Incoming(Packet::Publish(p)) = ev else {
                 continue;
             };
