@@ -1,1 +1,230 @@
+//! Taza gateway: MQTT ingest -> SQLite store -> HTTP API.
+//!
+//! Data flows one way through bounded channels (see [`pipeline`]):
+//! `ingest` (rumqttc, manual acks) -> `store::writer` (group commits, rollups) -> acker (PUBACK
+//! after commit) and the live feed -> `api` (axum, SSE). [`start`] wires the stages and is the
+//! only place that spawns them.
 
+pub mod api;
+pub mod broker;
+pub mod calendar;
+pub mod config;
+pub mod ingest;
+pub mod pipeline;
+pub mod registry;
+pub mod secret;
+pub mod store;
+pub mod telemetry;
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::pipeline::{ACK_CHANNEL_CAPACITY, INGEST_CHANNEL_CAPACITY, LIVE_CHANNEL_CAPACITY};
+use crate::registry::Registry;
+use crate::telemetry::Metrics;
+
+/// Why the gateway could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The embedded broker failed.
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    /// The store failed to open.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The HTTP listener or a thread could not start.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+/// A started gateway.
+pub struct Running {
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// The broker ingest connects to (the embedded one's address when embedded).
+    pub mqtt_addr: String,
+    /// Metrics handle (tests and benchmarks read counters from it).
+    pub metrics: Metrics,
+    shutdown: CancellationToken,
+    supervisor: JoinHandle<()>,
+}
+
+impl Running {
+    /// Requests shutdown and waits for it: ingest stops, the store commits what it holds,
+    /// acknowledgements go out, then HTTP stops.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until the gateway has stopped (after the shutdown token is cancelled).
+    pub async fn wait(self) {
+        if let Err(e) = self.supervisor.await {
+            tracing::error!(error = %e, "gateway supervisor failed");
+        }
+    }
+}
+
+/// Starts every stage. Cancelling `shutdown` stops them in order.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, RunError> {
+    config.validate()?;
+    let (endpoint, mqtt_addr) = match &config.mqtt.broker {
+        Some(b) => {
+            let credentials = b.username.clone().map(|u| {
+                (
+                    u,
+                    b.password
+                        .as_ref()
+                        .map(|p| p.expose().to_string())
+                        .unwrap_or_default(),
+                )
+            });
+            (
+                ingest::Endpoint {
+                    host: b.host.clone(),
+                    port: b.port,
+                    credentials,
+                },
+                b.to_string(),
+            )
+        }
+        None => {
+            let listen = config.mqtt.listen;
+            let addr = tokio::task::spawn_blocking(move || broker::start(listen))
+                .await
+                .map_err(|e| RunError::Io {
+                    context: "starting embedded broker",
+                    source: std::io::Error::other(e),
+                })??;
+            (
+                ingest::Endpoint {
+                    host: addr.ip().to_string(),
+                    port: addr.port(),
+                    credentials: None,
+                },
+                addr.to_string(),
+            )
+        }
+    };
+
+    let conn = store::open_writer(&config.store)?;
+    store::save_registry(&conn, &config.posts, config.store.default_cadence)?;
+    let registry = Registry::new(
+        &config.posts,
+        config.store.default_cadence,
+        config.mqtt.allow_unregistered,
+    );
+    let metrics = Metrics::new();
+
+    let (inbound_tx, inbound_rx) = mpsc::channel(INGEST_CHANNEL_CAPACITY);
+    let (ack_tx, ack_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
+    let (live_tx, _) = broadcast::channel(LIVE_CHANNEL_CAPACITY);
+
+    let writer = store::writer::spawn(
+        conn,
+        store::writer::WriterContext {
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+            raw_retention: config.store.raw_retention,
+            shutdown: shutdown.clone(),
+        },
+        inbound_rx,
+        ack_tx,
+        live_tx.clone(),
+    )
+    .map_err(|source| RunError::Io {
+        context: "starting store writer",
+        source,
+    })?;
+    let ingest = ingest::spawn(
+        config.mqtt.clone(),
+        endpoint,
+        registry,
+        metrics.clone(),
+        inbound_tx,
+        ack_rx,
+        shutdown.clone(),
+    );
+
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .map_err(|source| RunError::Io {
+            context: "binding HTTP listener",
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| RunError::Io {
+        context: "HTTP listener",
+        source,
+    })?;
+    let http_stop = CancellationToken::new();
+    let app = api::router(api::AppState {
+        pool: store::ReadPool::new(&store::db_path(&config.store)),
+        metrics: metrics.clone(),
+        live: live_tx,
+        shutdown: http_stop.clone(),
+    });
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(http_stop.clone().cancelled_owned())
+            .into_future(),
+    );
+    tracing::info!(%http_addr, mqtt = %mqtt_addr, "gateway started");
+
+    let deadline = config.api.shutdown_deadline;
+    let supervisor = tokio::spawn(supervise(
+        shutdown.clone(),
+        deadline,
+        ingest,
+        writer,
+        http_stop,
+        server,
+    ));
+    Ok(Running {
+        http_addr,
+        mqtt_addr,
+        metrics,
+        shutdown,
+        supervisor,
+    })
+}
+
+/// Waits for shutdown, then stops the stages in data-flow order under `deadline`.
+async fn supervise(
+    shutdown: CancellationToken,
+    deadline: Duration,
+    ingest: JoinHandle<()>,
+    writer: std::thread::JoinHandle<()>,
+    http_stop: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+) {
+    shutdown.cancelled().await;
+    if tokio::time::timeout(deadline, ingest).await.is_err() {
+        tracing::warn!("ingest did not stop within the deadline");
+    }
+    let joined = tokio::task::spawn_blocking(move || writer.join());
+    if tokio::time::timeout(deadline, joined).await.is_err() {
+        tracing::warn!("store writer did not stop within the deadline");
+    }
+    http_stop.cancel();
+    match tokio::time::timeout(deadline, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!("HTTP server did not stop within the deadline"),
+    }
+    tracing::info!("gateway stopped");
+}

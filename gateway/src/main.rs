@@ -1,1 +1,119 @@
-fn main(){}
+//! `gateway`: parses the command line, loads config, starts tracing, runs until SIGTERM/Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use taza_gateway::config::{BrokerUrl, Config};
+use tokio_util::sync::CancellationToken;
+
+/// Taza gateway: air and river posts over MQTT into a store, scores, alerts and dashboards.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (TOML). Environment `TAZA_SECTION__KEY` overrides it; flags override both.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Folder for the SQLite database.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address [default: 127.0.0.1:8080].
+    #[arg(long, global = true)]
+    http: Option<SocketAddr>,
+    /// Listen address of the embedded MQTT broker [default: 127.0.0.1:1883].
+    #[arg(long, global = true, conflicts_with = "broker")]
+    mqtt: Option<SocketAddr>,
+    /// External broker, mqtt://user:pass@host:port (no embedded broker starts).
+    #[arg(long, global = true)]
+    broker: Option<BrokerUrl>,
+    /// Accept readings from posts missing from the registry. For demos only: anyone who can
+    /// reach the broker can then write data.
+    #[arg(long, global = true)]
+    allow_unregistered: bool,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the effective configuration (secrets redacted) and exit.
+    Config,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(d) = cli.data_dir {
+        config.store.data_dir = d;
+    }
+    if let Some(h) = cli.http {
+        config.api.listen = h;
+    }
+    if let Some(m) = cli.mqtt {
+        config.mqtt.listen = m;
+    }
+    if let Some(b) = cli.broker {
+        config.mqtt.broker = Some(b);
+    }
+    if cli.allow_unregistered {
+        config.mqtt.allow_unregistered = true;
+    }
+    if let Some(Command::Config) = cli.command {
+        print!("{}", config.to_redacted_toml());
+        return Ok(());
+    }
+    init_tracing(cli.log_json);
+    config.validate()?;
+
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let running = taza_gateway::start(config, shutdown.clone()).await?;
+        println!(
+            "Taza gateway: http://{}  mqtt://{}",
+            running.http_addr, running.mqtt_addr
+        );
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        running.stop().await;
+        anyhow::Ok(())
+    })
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // rumqttd logs ordinary connection churn at error level; RUST_LOG=rumqttd=info shows it.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -30,8 +30,8 @@
 extern crate std;
 
 mod error;
-mod post_id;
 pub mod post_config;
+mod post_id;
 mod qa;
 mod quantity;
 pub mod senml;

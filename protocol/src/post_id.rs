@@ -88,10 +88,23 @@ mod tests {
     #[test]
     fn slugs_are_accepted_and_everything_else_refused() {
         for ok in ["almaty-001", "a", "river_esentai_2", "0abc"] {
-            assert_eq!(PostId::parse(ok).map(|p| p.as_str() == ok), Ok(true), "{ok}");
+            assert_eq!(
+                PostId::parse(ok).map(|p| p.as_str() == ok),
+                Ok(true),
+                "{ok}"
+            );
         }
         for bad in [
-            "", "-lead", "_lead", "Upper", "has space", "a/b", "a+b", "a#", "urn:x", "é",
+            "",
+            "-lead",
+            "_lead",
+            "Upper",
+            "has space",
+            "a/b",
+            "a+b",
+            "a#",
+            "urn:x",
+            "é",
             "abcdefghijklmnopqrstuvwxyz0123456",
         ] {
             assert_eq!(PostId::parse(bad), Err(DecodeError::BadPostId), "{bad:?}");

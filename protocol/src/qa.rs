@@ -84,8 +84,11 @@ mod tests {
     fn high_humidity_is_informative_but_warm_up_invalidates() {
         assert!(QaFlags::HIGH_HUMIDITY.is_valid_for_means());
         assert!(!QaFlags::WARM_UP.is_valid_for_means());
-        assert!(!QaFlags::HIGH_HUMIDITY.union(QaFlags::STUCK).is_valid_for_means());
-        let names: heapless::Vec<&str, 8> = QaFlags::WARM_UP.union(QaFlags::CORRECTED).names().collect();
+        assert!(!QaFlags::HIGH_HUMIDITY
+            .union(QaFlags::STUCK)
+            .is_valid_for_means());
+        let names: heapless::Vec<&str, 8> =
+            QaFlags::WARM_UP.union(QaFlags::CORRECTED).names().collect();
         assert_eq!(names.as_slice(), &["warm_up", "corrected"]);
     }
 }

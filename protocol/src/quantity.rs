@@ -185,7 +185,8 @@ impl<'de> serde::Deserialize<'de> for Quantity {
                 f.write_str("a quantity name such as pm2_5 or water_level")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Quantity, E> {
-                Quantity::parse(v).ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                Quantity::parse(v)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
             }
         }
         d.deserialize_str(V)
@@ -214,7 +215,12 @@ mod tests {
 
     #[test]
     fn air_quality_quantities_are_micrograms_per_cubic_metre() {
-        for q in [Quantity::Pm1, Quantity::Pm2_5, Quantity::Pm10, Quantity::No2] {
+        for q in [
+            Quantity::Pm1,
+            Quantity::Pm2_5,
+            Quantity::Pm10,
+            Quantity::No2,
+        ] {
             assert_eq!(q.unit().as_str(), "ug/m3");
         }
         assert_eq!(Quantity::WaterLevel.unit().as_str(), "cm");

@@ -65,14 +65,19 @@ fn decode_cbor(payload: &[u8]) -> Result<PostStatus, DecodeError> {
     let bad = |_| DecodeError::BadCbor;
     let mut d = Decoder::new(payload);
     let len = d.map().map_err(bad)?.ok_or(DecodeError::BadStatus)?;
-    let mut s = PostStatus { online: true, ..PostStatus::default() };
+    let mut s = PostStatus {
+        online: true,
+        ..PostStatus::default()
+    };
     for _ in 0..len {
         let key = d.str().map_err(bad)?;
         match key {
             "state" => s.online = parse_state(d.str().map_err(bad)?)?,
             "fw" => {
                 s.firmware.clear();
-                s.firmware.push_str(d.str().map_err(bad)?).map_err(|()| DecodeError::BadStatus)?;
+                s.firmware
+                    .push_str(d.str().map_err(bad)?)
+                    .map_err(|()| DecodeError::BadStatus)?;
             }
             "cfg" => s.config_hash = Some(d.u32().map_err(bad)?),
             "dropped" => s.dropped = d.u32().map_err(bad)?,
@@ -83,7 +88,8 @@ fn decode_cbor(payload: &[u8]) -> Result<PostStatus, DecodeError> {
                     if d.datatype().map_err(bad)? != Type::String {
                         return Err(DecodeError::BadStatus);
                     }
-                    let q = Quantity::parse(d.str().map_err(bad)?).ok_or(DecodeError::UnknownQuantity)?;
+                    let q = Quantity::parse(d.str().map_err(bad)?)
+                        .ok_or(DecodeError::UnknownQuantity)?;
                     s.sensors.push(q).map_err(|_| DecodeError::BadStatus)?;
                 }
             }
@@ -109,15 +115,24 @@ fn decode_json(payload: &[u8]) -> Result<PostStatus, DecodeError> {
     use serde_json::Value;
     let v: serde_json::Map<std::string::String, Value> =
         serde_json::from_slice(payload).map_err(|_| DecodeError::BadJson)?;
-    let mut s = PostStatus { online: true, ..PostStatus::default() };
-    let as_u32 = |v: &Value| v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or(DecodeError::BadStatus);
+    let mut s = PostStatus {
+        online: true,
+        ..PostStatus::default()
+    };
+    let as_u32 = |v: &Value| {
+        v.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or(DecodeError::BadStatus)
+    };
     for (key, value) in &v {
         match key.as_str() {
             "state" => s.online = parse_state(value.as_str().ok_or(DecodeError::BadStatus)?)?,
             "fw" => {
                 s.firmware.clear();
                 let fw = value.as_str().ok_or(DecodeError::BadStatus)?;
-                s.firmware.push_str(fw).map_err(|()| DecodeError::BadStatus)?;
+                s.firmware
+                    .push_str(fw)
+                    .map_err(|()| DecodeError::BadStatus)?;
             }
             "cfg" => s.config_hash = Some(as_u32(value)?),
             "dropped" => s.dropped = as_u32(value)?,
@@ -140,7 +155,8 @@ pub fn encode(status: &PostStatus, buf: &mut [u8]) -> Result<usize, crate::senml
     let mut e = Encoder::new(Cursor::new(buf));
     let fields = 5 + u64::from(status.config_hash.is_some());
     e.map(fields)?;
-    e.str("state")?.str(if status.online { "online" } else { "offline" })?;
+    e.str("state")?
+        .str(if status.online { "online" } else { "offline" })?;
     e.str("fw")?.str(&status.firmware)?;
     if let Some(h) = status.config_hash {
         e.str("cfg")?.u32(h)?;
@@ -160,7 +176,13 @@ mod tests {
 
     #[test]
     fn birth_message_round_trips_and_offline_is_understood() {
-        let mut s = PostStatus { online: true, config_hash: Some(0xdead_beef), dropped: 3, reconnects: 1, ..Default::default() };
+        let mut s = PostStatus {
+            online: true,
+            config_hash: Some(0xdead_beef),
+            dropped: 3,
+            reconnects: 1,
+            ..Default::default()
+        };
         s.firmware.push_str("0.1.0").unwrap();
         s.sensors.push(Quantity::Pm2_5).unwrap();
         s.sensors.push(Quantity::No2).unwrap();
@@ -179,6 +201,9 @@ mod tests {
         assert!(s.online);
         assert_eq!(s.firmware.as_str(), "1.2");
         assert_eq!(s.sensors.as_slice(), &[Quantity::Pm10]);
-        assert_eq!(decode(br#"{"sensors":["radon"]}"#), Err(DecodeError::UnknownQuantity));
+        assert_eq!(
+            decode(br#"{"sensors":["radon"]}"#),
+            Err(DecodeError::UnknownQuantity)
+        );
     }
 }

@@ -78,7 +78,10 @@ mod tests {
             let t = format("taza", &post, kind).unwrap();
             assert_eq!(parse("taza", &t), Ok((post.clone(), kind)));
         }
-        assert_eq!(filter("city/air", TopicKind::Telemetry).unwrap().as_str(), "city/air/v1/posts/+/telemetry");
+        assert_eq!(
+            filter("city/air", TopicKind::Telemetry).unwrap().as_str(),
+            "city/air/v1/posts/+/telemetry"
+        );
     }
 
     #[test]
@@ -94,6 +97,9 @@ mod tests {
         ] {
             assert!(parse("taza", bad).is_err(), "{bad}");
         }
-        assert_eq!(parse("taza", "taza/v1/posts/Bad/telemetry"), Err(DecodeError::BadPostId));
+        assert_eq!(
+            parse("taza", "taza/v1/posts/Bad/telemetry"),
+            Err(DecodeError::BadPostId)
+        );
     }
 }

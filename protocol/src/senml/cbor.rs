@@ -26,7 +26,10 @@ const VD: i64 = 8;
 /// Taza's QA-flags extension, a text label in CBOR as in JSON.
 const QA: &str = "qa";
 
-pub(super) fn decode_records(payload: &[u8], resolver: &mut Resolver<'_>) -> Result<(), DecodeError> {
+pub(super) fn decode_records(
+    payload: &[u8],
+    resolver: &mut Resolver<'_>,
+) -> Result<(), DecodeError> {
     let mut d = Decoder::new(payload);
     let len = d.array().map_err(|_| DecodeError::BadCbor)?;
     let mut seen = 0usize;
@@ -135,7 +138,11 @@ impl From<minicbor::encode::Error<EndOfSlice>> for EncodeError {
 /// The first record carries the base name and base time (the first reading's time); later
 /// records carry a time offset only when it differs. Values exactly representable as `f32`
 /// (everything a post measures in `f32`) take 5 bytes instead of 9.
-pub fn encode(post: &PostId, readings: &[Measurement], buf: &mut [u8]) -> Result<usize, EncodeError> {
+pub fn encode(
+    post: &PostId,
+    readings: &[Measurement],
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
     let first = readings.first().ok_or(EncodeError::BadRecordCount)?;
     if readings.len() > MAX_RECORDS {
         return Err(EncodeError::BadRecordCount);
@@ -145,12 +152,14 @@ pub fn encode(post: &PostId, readings: &[Measurement], buf: &mut [u8]) -> Result
     e.array(readings.len() as u64)?;
     for (i, m) in readings.iter().enumerate() {
         let offset = m.at.0 - base_time;
-        let fields = 3 + u64::from(i == 0) * 2 + u64::from(offset != 0) + u64::from(!m.flags.is_empty());
+        let fields =
+            3 + u64::from(i == 0) * 2 + u64::from(offset != 0) + u64::from(!m.flags.is_empty());
         e.map(fields)?;
         if i == 0 {
             e.i64(BN)?;
             // bn is written in two pieces so no intermediate string is built.
-            let mut bn: heapless::String<{ BASE_NAME_PREFIX.len() + PostId::MAX_LEN + 1 }> = heapless::String::new();
+            let mut bn: heapless::String<{ BASE_NAME_PREFIX.len() + PostId::MAX_LEN + 1 }> =
+                heapless::String::new();
             bn.push_str(BASE_NAME_PREFIX)
                 .and_then(|()| bn.push_str(post.as_str()))
                 .and_then(|()| bn.push(':'))

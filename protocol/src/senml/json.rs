@@ -12,9 +12,14 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use super::{Measurement, RawRecord, Resolver, BASE_NAME_PREFIX, MAX_RECORDS};
 use crate::{DecodeError, PostId};
 
-pub(super) fn decode_records(payload: &[u8], resolver: &mut Resolver<'_>) -> Result<(), DecodeError> {
+pub(super) fn decode_records(
+    payload: &[u8],
+    resolver: &mut Resolver<'_>,
+) -> Result<(), DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(payload);
-    let records = de.deserialize_seq(PackVisitor).map_err(|_| DecodeError::BadJson)?;
+    let records = de
+        .deserialize_seq(PackVisitor)
+        .map_err(|_| DecodeError::BadJson)?;
     de.end().map_err(|_| DecodeError::BadJson)?;
     let records = records?;
     for r in &records {

@@ -59,7 +59,11 @@ pub struct Telemetry {
 
 /// Decodes a telemetry payload that arrived on `topic_post`'s telemetry topic, judged against
 /// the receiver's clock `now`.
-pub fn decode(payload: &[u8], topic_post: &PostId, now: UnixSeconds) -> Result<Telemetry, DecodeError> {
+pub fn decode(
+    payload: &[u8],
+    topic_post: &PostId,
+    now: UnixSeconds,
+) -> Result<Telemetry, DecodeError> {
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(DecodeError::TooLarge);
     }
@@ -134,7 +138,9 @@ impl<'t> Resolver<'t> {
         }
         if let Some(bn) = r.base_name {
             self.base_name.clear();
-            self.base_name.push_str(bn).map_err(|()| DecodeError::BadName)?;
+            self.base_name
+                .push_str(bn)
+                .map_err(|()| DecodeError::BadName)?;
         }
         if let Some(bt) = r.base_time {
             self.base_time = finite(bt)?;
@@ -146,7 +152,8 @@ impl<'t> Resolver<'t> {
             self.base_value = finite(bv)?;
         }
         let is_base_only = r.name.is_none() && r.value.is_none() && !r.other_value;
-        if is_base_only && (r.base_name.is_some() || r.base_time.is_some() || r.base_unit.is_some()) {
+        if is_base_only && (r.base_name.is_some() || r.base_time.is_some() || r.base_unit.is_some())
+        {
             // A record that only sets base fields (allowed by RFC 8428 §4.1).
             return Ok(());
         }
@@ -165,7 +172,12 @@ impl<'t> Resolver<'t> {
         let at = self.time(finite(r.time.unwrap_or(0.0))?)?;
         let flags = QaFlags(r.qa.unwrap_or(0));
         self.readings
-            .push(Measurement { quantity, value, at, flags })
+            .push(Measurement {
+                quantity,
+                value,
+                at,
+                flags,
+            })
             .map_err(|_| DecodeError::BadRecordCount)
     }
 
@@ -182,7 +194,10 @@ impl<'t> Resolver<'t> {
                 None => return Quantity::parse(name).ok_or(DecodeError::UnknownQuantity),
             }
         } else {
-            let rest = self.base_name.strip_prefix(BASE_NAME_PREFIX).ok_or(DecodeError::BadName)?;
+            let rest = self
+                .base_name
+                .strip_prefix(BASE_NAME_PREFIX)
+                .ok_or(DecodeError::BadName)?;
             match rest.split_once(':') {
                 Some((post, "")) => (post, name),
                 Some((post, tail)) if name.is_empty() => (post, tail),
@@ -198,7 +213,11 @@ impl<'t> Resolver<'t> {
 
     fn time(&self, offset: f64) -> Result<UnixSeconds, DecodeError> {
         let t = self.base_time + offset;
-        let resolved = if t.abs() < RELATIVE_TIME_LIMIT { self.now.0 as f64 + t } else { t };
+        let resolved = if t.abs() < RELATIVE_TIME_LIMIT {
+            self.now.0 as f64 + t
+        } else {
+            t
+        };
         // Round half away from zero without libm; `as` saturates, so far-off values then fail
         // the range checks below instead of wrapping.
         let half = if resolved < 0.0 { -0.5 } else { 0.5 };
@@ -216,7 +235,10 @@ impl<'t> Resolver<'t> {
         if self.readings.is_empty() {
             return Err(DecodeError::BadRecordCount);
         }
-        Ok(Telemetry { post: self.topic_post.clone(), readings: self.readings })
+        Ok(Telemetry {
+            post: self.topic_post.clone(),
+            readings: self.readings,
+        })
     }
 }
 
@@ -236,5 +258,6 @@ fn parse_unit(text: &str) -> Result<crate::Unit, DecodeError> {
         .ok_or(DecodeError::UnitMismatch)
 }
 
-#[cfg(test)]
+// The tests compare against the JSON encoder, so they need `std`.
+#[cfg(all(test, feature = "std"))]
 mod tests;

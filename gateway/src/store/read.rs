@@ -1,0 +1,238 @@
+//! Queries the API answers from: the registry with each post's status, raw readings, rollups.
+//! Every query is bounded by a time range and a row limit.
+
+use protocol::{PostId, QaFlags, Quantity, UnixSeconds};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::StoreError;
+use crate::calendar::rfc3339;
+
+/// A post as the API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PostSummary {
+    /// Id.
+    pub id: String,
+    /// air, river or unregistered.
+    pub kind: String,
+    /// Human name.
+    pub name: String,
+    /// Degrees.
+    pub latitude: Option<f64>,
+    /// Degrees.
+    pub longitude: Option<f64>,
+    /// District.
+    pub district: Option<String>,
+    /// River.
+    pub river: Option<String>,
+    /// Installed sensors.
+    pub sensors: Vec<String>,
+    /// Reporting interval, seconds.
+    pub cadence_s: i64,
+    /// Last status the post reported.
+    pub status: Option<StatusSummary>,
+}
+
+/// The last status message.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusSummary {
+    /// Connected.
+    pub online: bool,
+    /// Firmware version.
+    pub firmware: String,
+    /// Config hash the post runs.
+    pub config_hash: Option<u32>,
+    /// Readings its queue dropped since boot.
+    pub dropped: u32,
+    /// Reconnects since boot.
+    pub reconnects: u32,
+    /// When the gateway received it (RFC 3339).
+    pub received_at: String,
+}
+
+/// Every post, sorted by id.
+pub fn posts(conn: &Connection) -> Result<Vec<PostSummary>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.id, p.kind, p.name, p.latitude, p.longitude, p.district, p.river, p.sensors, p.cadence_s,
+                s.online, s.firmware, s.config_hash, s.dropped, s.reconnects, s.received_at
+         FROM posts p LEFT JOIN post_status s ON s.post = p.id ORDER BY p.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let sensors: String = r.get(7)?;
+        let status = match r.get::<_, Option<bool>>(9)? {
+            Some(online) => Some(StatusSummary {
+                online,
+                firmware: r.get(10)?,
+                config_hash: r.get(11)?,
+                dropped: r.get(12)?,
+                reconnects: r.get(13)?,
+                received_at: rfc3339(UnixSeconds(r.get(14)?)),
+            }),
+            None => None,
+        };
+        Ok(PostSummary {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            name: r.get(2)?,
+            latitude: r.get(3)?,
+            longitude: r.get(4)?,
+            district: r.get(5)?,
+            river: r.get(6)?,
+            sensors: serde_json::from_str(&sensors).unwrap_or_default(),
+            cadence_s: r.get(8)?,
+            status,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Whether `post` is in the registry table.
+pub fn post_exists(conn: &Connection, post: &PostId) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM posts WHERE id = ?1")?
+        .query_row([post.as_str()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// One raw reading for the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadingRow {
+    /// Quantity name.
+    pub quantity: Quantity,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// Value in `unit`.
+    pub value: f64,
+    /// SenML unit.
+    pub unit: &'static str,
+    /// QA flag names.
+    pub flags: Vec<&'static str>,
+}
+
+/// Raw readings of `post` in `[from, to)`, oldest first, at most `limit`.
+pub fn readings(
+    conn: &Connection,
+    post: &PostId,
+    quantity: Option<Quantity>,
+    from: UnixSeconds,
+    to: UnixSeconds,
+    limit: usize,
+) -> Result<Vec<ReadingRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT quantity, at, value, flags FROM readings
+         WHERE post = ?1 AND (?2 IS NULL OR quantity = ?2) AND at >= ?3 AND at < ?4
+         ORDER BY at, quantity LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            post.as_str(),
+            quantity.map(Quantity::as_str),
+            from.0,
+            to.0,
+            limit as i64
+        ],
+        |r| {
+            let name: String = r.get(0)?;
+            let flags = QaFlags(r.get(3)?);
+            Ok((name, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?, flags))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, at, value, flags) = row?;
+        // Rows are written only from decoded quantities, so an unknown name means a newer
+        // gateway wrote it; skip it rather than fail the whole answer.
+        let Some(q) = Quantity::parse(&name) else {
+            continue;
+        };
+        out.push(ReadingRow {
+            quantity: q,
+            time: rfc3339(UnixSeconds(at)),
+            value,
+            unit: q.unit().as_str(),
+            flags: flags.names().collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Rollup period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    /// UTC (= local) hours.
+    Hour,
+    /// Local days in Asia/Almaty.
+    Day,
+}
+
+/// One rollup bucket for the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollupRow {
+    /// Bucket start, RFC 3339 UTC.
+    pub start: String,
+    /// Bucket end (exclusive), RFC 3339 UTC.
+    pub end: String,
+    /// Local date (daily buckets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    /// Mean of valid readings, in `unit`.
+    pub mean: f64,
+    /// Smallest valid reading.
+    pub min: f64,
+    /// Largest valid reading.
+    pub max: f64,
+    /// Valid readings.
+    pub count: i64,
+    /// Readings the post's cadence promises.
+    pub expected: i64,
+    /// count / expected, capped at 1.
+    pub data_capture: f64,
+    /// SenML unit.
+    pub unit: &'static str,
+}
+
+/// Rollups of `post`/`quantity` whose bucket overlaps `[from, to)`.
+pub fn rollups(
+    conn: &Connection,
+    post: &PostId,
+    quantity: Quantity,
+    period: Period,
+    from: UnixSeconds,
+    to: UnixSeconds,
+) -> Result<Vec<RollupRow>, StoreError> {
+    let sql = match period {
+        Period::Hour => {
+            "SELECT start, start + 3600, NULL, count, sum, min, max, expected FROM rollup_hour
+             WHERE post = ?1 AND quantity = ?2 AND start > ?3 - 3600 AND start < ?4 ORDER BY start"
+        }
+        Period::Day => {
+            "SELECT start, end_at, day, count, sum, min, max, expected FROM rollup_day
+             WHERE post = ?1 AND quantity = ?2 AND start > ?3 - 90000 AND end_at > ?3 AND start < ?4
+             ORDER BY start"
+        }
+    };
+    let unit = quantity.unit().as_str();
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(
+        params![post.as_str(), quantity.as_str(), from.0, to.0],
+        |r| {
+            let count: i64 = r.get(3)?;
+            let sum: f64 = r.get(4)?;
+            let expected: i64 = r.get(7)?;
+            Ok(RollupRow {
+                start: rfc3339(UnixSeconds(r.get(0)?)),
+                end: rfc3339(UnixSeconds(r.get(1)?)),
+                day: r.get(2)?,
+                mean: sum / count.max(1) as f64,
+                min: r.get(5)?,
+                max: r.get(6)?,
+                count,
+                expected,
+                data_capture: (count as f64 / expected.max(1) as f64).min(1.0),
+                unit,
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
