@@ -27,6 +27,8 @@ pub struct Reading {
     pub at: UnixSeconds,
     /// QA flags from the post.
     pub flags: QaFlags,
+    /// Seconds the value averages over, ending at `at`; `None` = the post's cadence.
+    pub window_s: Option<u32>,
 }
 
 /// What one MQTT message carried, after decoding.

@@ -47,11 +47,13 @@ pub enum DecodeError {
     BadPostId,
     /// A status message that is neither `offline` nor a known status object.
     BadStatus,
+    /// An averaging window (`win`) of zero seconds.
+    BadWindow,
 }
 
 impl DecodeError {
     /// Every variant, for registering metric series up front.
-    pub const ALL: [DecodeError; 21] = [
+    pub const ALL: [DecodeError; 22] = [
         Self::TooLarge,
         Self::Empty,
         Self::UnknownFormat,
@@ -73,6 +75,7 @@ impl DecodeError {
         Self::BadTopic,
         Self::BadPostId,
         Self::BadStatus,
+        Self::BadWindow,
     ];
 
     /// snake_case label for metrics and logs.
@@ -99,6 +102,7 @@ impl DecodeError {
             Self::BadTopic => "bad_topic",
             Self::BadPostId => "bad_post_id",
             Self::BadStatus => "bad_status",
+            Self::BadWindow => "bad_window",
         }
     }
 }
@@ -127,6 +131,7 @@ impl core::fmt::Display for DecodeError {
             Self::BadTopic => "topic does not follow {prefix}/v1/posts/{post}/{kind}",
             Self::BadPostId => "post id is not a short slug",
             Self::BadStatus => "status is neither 'offline' nor a status object",
+            Self::BadWindow => "averaging window must be at least one second",
         };
         f.write_str(text)
     }

@@ -126,6 +126,8 @@ impl ClosedWindow {
                 value: f64::from(r.value),
                 at: self.end,
                 flags: r.flags,
+                // The window is the post's reporting interval, which the gateway knows.
+                window_s: None,
             })
             .collect()
     }

@@ -25,6 +25,7 @@ fn main() {
         value,
         at,
         flags: QaFlags::NONE,
+        window_s: None,
     };
     let air = [
         m(Quantity::Pm1, 29.0),

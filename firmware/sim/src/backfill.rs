@@ -24,6 +24,8 @@ pub fn hourly(model: &Model, post: &PostDescriptor, end: UnixSeconds) -> Vec<Mea
         value: f64::from(value as f32),
         at: end,
         flags: QaFlags::NONE,
+        // An hourly mean: it covers the whole hour for data capture.
+        window_s: Some(HOUR_S as u32),
     };
     match post.kind {
         PostKind::Air => {

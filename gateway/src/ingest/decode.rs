@@ -31,6 +31,7 @@ pub fn decode(
                         value: m.value,
                         at: m.at,
                         flags: m.flags,
+                        window_s: m.window_s,
                     })
                     .collect(),
                 post,

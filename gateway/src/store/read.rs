@@ -176,7 +176,7 @@ pub struct RollupRow {
     /// Local date (daily buckets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub day: Option<String>,
-    /// Mean of valid readings, in `unit`.
+    /// Time-weighted mean of valid readings, in `unit`.
     pub mean: f64,
     /// Smallest valid reading.
     pub min: f64,
@@ -186,7 +186,9 @@ pub struct RollupRow {
     pub count: i64,
     /// Readings the post's cadence promises.
     pub expected: i64,
-    /// count / expected, capped at 1.
+    /// Seconds of the bucket covered by valid readings.
+    pub covered_s: i64,
+    /// covered_s / bucket length, capped at 1.
     pub data_capture: f64,
     /// SenML unit.
     pub unit: &'static str,
@@ -203,11 +205,11 @@ pub fn rollups(
 ) -> Result<Vec<RollupRow>, StoreError> {
     let sql = match period {
         Period::Hour => {
-            "SELECT start, start + 3600, NULL, count, sum, min, max, expected FROM rollup_hour
+                        "SELECT start, start + 3600, NULL, count, weighted_sum, covered_s, min, max, expected FROM rollup_hour
              WHERE post = ?1 AND quantity = ?2 AND start > ?3 - 3600 AND start < ?4 ORDER BY start"
         }
         Period::Day => {
-            "SELECT start, end_at, day, count, sum, min, max, expected FROM rollup_day
+                        "SELECT start, end_at, day, count, weighted_sum, covered_s, min, max, expected FROM rollup_day
              WHERE post = ?1 AND quantity = ?2 AND start > ?3 - 90000 AND end_at > ?3 AND start < ?4
              ORDER BY start"
         }
@@ -217,19 +219,21 @@ pub fn rollups(
     let rows = stmt.query_map(
         params![post.as_str(), quantity.as_str(), from.0, to.0],
         |r| {
-            let count: i64 = r.get(3)?;
-            let sum: f64 = r.get(4)?;
-            let expected: i64 = r.get(7)?;
+            let start: i64 = r.get(0)?;
+            let end: i64 = r.get(1)?;
+            let weighted_sum: f64 = r.get(4)?;
+            let covered_s: i64 = r.get(5)?;
             Ok(RollupRow {
-                start: rfc3339(UnixSeconds(r.get(0)?)),
-                end: rfc3339(UnixSeconds(r.get(1)?)),
+                start: rfc3339(UnixSeconds(start)),
+                end: rfc3339(UnixSeconds(end)),
                 day: r.get(2)?,
-                mean: sum / count.max(1) as f64,
-                min: r.get(5)?,
-                max: r.get(6)?,
-                count,
-                expected,
-                data_capture: (count as f64 / expected.max(1) as f64).min(1.0),
+                mean: weighted_sum / covered_s.max(1) as f64,
+                min: r.get(6)?,
+                max: r.get(7)?,
+                count: r.get(3)?,
+                expected: r.get(8)?,
+                covered_s,
+                data_capture: (covered_s as f64 / (end - start).max(1) as f64).min(1.0),
                 unit,
             })
         },

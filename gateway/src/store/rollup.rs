@@ -1,38 +1,50 @@
 //! Incremental rollups: a group commit folds its new, valid readings into per-bucket
-//! aggregates, then upserts each bucket once (`count += n, sum += s, min = min(..)`), so the
-//! cost per commit is one row per touched bucket, not per reading.
+//! aggregates, then upserts each bucket once (`count += n, weighted_sum += s, ...`), so the cost
+//! per commit is one row per touched bucket, not per reading.
+//!
+//! Two rules decide what a reading contributes:
+//! - its time is the end of its averaging window, so it belongs to the bucket containing
+//!   `at - 1 s` (a mean stamped 13:00:00 covers 12:00-13:00);
+//! - it covers `window_s` (or the post's cadence) seconds, capped at the bucket's length, and
+//!   means are weighted by that coverage; data capture is coverage over the bucket's length.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use protocol::{PostId, Quantity, UnixSeconds};
+use protocol::{PostId, Quantity};
 use rusqlite::{params, Transaction};
 
 use crate::calendar::{hour_start, LocalDay};
+use crate::pipeline::Reading;
+
+const HOUR_S: i64 = 3600;
 
 #[derive(Debug, Clone, Copy)]
 struct Agg {
     count: i64,
-    sum: f64,
+    weighted_sum: f64,
+    covered_s: i64,
     min: f64,
     max: f64,
     expected: i64,
 }
 
 impl Agg {
-    fn new(value: f64, expected: i64) -> Self {
+    fn new(expected: i64) -> Self {
         Self {
-            count: 1,
-            sum: value,
-            min: value,
-            max: value,
+            count: 0,
+            weighted_sum: 0.0,
+            covered_s: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
             expected,
         }
     }
 
-    fn add(&mut self, value: f64) {
+    fn add(&mut self, value: f64, covered_s: i64) {
         self.count += 1;
-        self.sum += value;
+        self.weighted_sum += value * covered_s as f64;
+        self.covered_s += covered_s;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
     }
@@ -53,38 +65,36 @@ fn expected_in(seconds: i64, cadence: Duration) -> i64 {
 }
 
 impl Rollups {
-    /// Folds one new reading in.
-    pub(super) fn add(
-        &mut self,
-        post: &PostId,
-        quantity: Quantity,
-        at: UnixSeconds,
-        value: f64,
-        cadence: Duration,
-    ) {
-        let hour = hour_start(at).0;
+    /// Folds one new reading of `post` (reporting every `cadence`) in.
+    pub(super) fn add(&mut self, post: &PostId, r: &Reading, cadence: Duration) {
+        let window_s = r
+            .window_s
+            .map_or(cadence.as_secs().max(1) as i64, i64::from);
+        let hour = hour_start(r.at.offset(-1)).0;
         self.hours
-            .entry((post.clone(), quantity, hour))
-            .and_modify(|a| a.add(value))
-            .or_insert_with(|| Agg::new(value, expected_in(3600, cadence)));
+            .entry((post.clone(), r.quantity, hour))
+            .or_insert_with(|| Agg::new(expected_in(HOUR_S, cadence)))
+            .add(r.value, window_s.min(HOUR_S));
         // Almaty's UTC offset is whole hours, so every reading of a UTC hour shares its local day.
         let day = *self
             .day_of_hour
             .entry(hour)
-            .or_insert_with(|| LocalDay::containing(UnixSeconds(hour)));
+            .or_insert_with(|| LocalDay::containing(protocol::UnixSeconds(hour)));
+        let day_s = day.end.0 - day.start.0;
         self.days
-            .entry((post.clone(), quantity, day))
-            .and_modify(|a| a.add(value))
-            .or_insert_with(|| Agg::new(value, expected_in(day.end.0 - day.start.0, cadence)));
+            .entry((post.clone(), r.quantity, day))
+            .or_insert_with(|| Agg::new(expected_in(day_s, cadence)))
+            .add(r.value, window_s.min(day_s));
     }
 
     /// Upserts every touched bucket.
     pub(super) fn flush(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
         let mut hour = tx.prepare_cached(
-            "INSERT INTO rollup_hour (post, quantity, start, count, sum, min, max, expected)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO rollup_hour (post, quantity, start, count, weighted_sum, covered_s, min, max, expected)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (post, quantity, start) DO UPDATE SET
-               count = count + excluded.count, sum = sum + excluded.sum,
+               count = count + excluded.count, weighted_sum = weighted_sum + excluded.weighted_sum,
+               covered_s = covered_s + excluded.covered_s,
                min = min(min, excluded.min), max = max(max, excluded.max)",
         )?;
         for ((post, q, start), a) in self.hours.drain() {
@@ -93,17 +103,19 @@ impl Rollups {
                 q.as_str(),
                 start,
                 a.count,
-                a.sum,
+                a.weighted_sum,
+                a.covered_s,
                 a.min,
                 a.max,
                 a.expected
             ])?;
         }
         let mut day = tx.prepare_cached(
-            "INSERT INTO rollup_day (post, quantity, day, start, end_at, count, sum, min, max, expected)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+            "INSERT INTO rollup_day (post, quantity, day, start, end_at, count, weighted_sum, covered_s, min, max, expected)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (post, quantity, day) DO UPDATE SET
-               count = count + excluded.count, sum = sum + excluded.sum,
+               count = count + excluded.count, weighted_sum = weighted_sum + excluded.weighted_sum,
+               covered_s = covered_s + excluded.covered_s,
                min = min(min, excluded.min), max = max(max, excluded.max)",
         )?;
         for ((post, q, d), a) in self.days.drain() {
@@ -114,7 +126,8 @@ impl Rollups {
                 d.start.0,
                 d.end.0,
                 a.count,
-                a.sum,
+                a.weighted_sum,
+                a.covered_s,
                 a.min,
                 a.max,
                 a.expected
@@ -127,6 +140,17 @@ impl Rollups {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::{QaFlags, UnixSeconds};
+
+    fn reading(at: i64, value: f64, window_s: Option<u32>) -> Reading {
+        Reading {
+            quantity: Quantity::Pm2_5,
+            value,
+            at: UnixSeconds(at),
+            flags: QaFlags::NONE,
+            window_s,
+        }
+    }
 
     #[test]
     fn expected_counts_follow_the_cadence() {
@@ -134,5 +158,73 @@ mod tests {
         assert_eq!(expected_in(86_400, Duration::from_secs(60)), 1440);
         assert_eq!(expected_in(3600, Duration::from_secs(7200)), 1);
         assert_eq!(expected_in(3600, Duration::ZERO), 3600);
+    }
+
+    #[test]
+    fn a_reading_stamped_on_the_hour_belongs_to_the_hour_it_ends() {
+        let post = PostId::parse("p").unwrap();
+        let mut r = Rollups::default();
+        let base = 1_767_225_600; // 2026-01-01T00:00:00Z
+        r.add(
+            &post,
+            &reading(base + 3600, 10.0, None),
+            Duration::from_secs(60),
+        );
+        r.add(
+            &post,
+            &reading(base + 3601, 99.0, None),
+            Duration::from_secs(60),
+        );
+        let first = r.hours[&(post.clone(), Quantity::Pm2_5, base)];
+        let second = r.hours[&(post, Quantity::Pm2_5, base + 3600)];
+        assert_eq!((first.count, first.max), (1, 10.0));
+        assert_eq!((second.count, second.max), (1, 99.0));
+    }
+
+    #[test]
+    fn an_hourly_mean_weighs_as_much_as_sixty_minute_means() {
+        let post = PostId::parse("p").unwrap();
+        let mut r = Rollups::default();
+        let base = 1_767_225_600;
+        // One backfilled hourly mean of 40 for 00:00-01:00 ...
+        r.add(
+            &post,
+            &reading(base + 3600, 40.0, Some(3600)),
+            Duration::from_secs(60),
+        );
+        // ... and sixty 1-minute means of 10 for 01:00-02:00 (cadence 60 s, no window given).
+        for k in 1..=60 {
+            r.add(
+                &post,
+                &reading(base + 3600 + k * 60, 10.0, None),
+                Duration::from_secs(60),
+            );
+        }
+        let h1 = r.hours[&(post.clone(), Quantity::Pm2_5, base)];
+        let h2 = r.hours[&(post.clone(), Quantity::Pm2_5, base + 3600)];
+        assert_eq!(
+            (
+                h1.count,
+                h1.covered_s,
+                h1.weighted_sum / h1.covered_s as f64
+            ),
+            (1, 3600, 40.0)
+        );
+        assert_eq!(
+            (
+                h2.count,
+                h2.covered_s,
+                h2.weighted_sum / h2.covered_s as f64
+            ),
+            (60, 3600, 10.0)
+        );
+        // Local day 2026-01-01 (Almaty, UTC+5) holds both hours: the time-weighted mean is 25,
+        // where a plain mean of the 61 values would be (40 + 600) / 61 = 10.5.
+        let day = r.days.values().next().unwrap();
+        assert_eq!(r.days.len(), 1);
+        assert_eq!(
+            (day.covered_s, day.weighted_sum / day.covered_s as f64),
+            (7200, 25.0)
+        );
     }
 }

@@ -31,16 +31,20 @@ const MIGRATIONS: &[&str] = &[
         received_at INTEGER NOT NULL,
         PRIMARY KEY (post, quantity, at)
     ) WITHOUT ROWID;
-    -- Rollups count only readings valid for means (no invalidating QA flag).
+        -- Rollups hold only readings valid for means (no invalidating QA flag). A reading stamped
+    -- at the end of its averaging window belongs to the period that window lies in. Means are
+    -- time-weighted: weighted_sum = sum(value * covered seconds), covered_s = sum(covered
+    -- seconds), so an hourly mean (win = 3600) and sixty 1-minute means weigh the same.
     CREATE TABLE rollup_hour (
-        post        TEXT NOT NULL,
-        quantity    TEXT NOT NULL,
-        start       INTEGER NOT NULL,          -- unix seconds, start of the UTC hour
-        count       INTEGER NOT NULL,
-        sum         REAL NOT NULL,
-        min         REAL NOT NULL,
-        max         REAL NOT NULL,
-        expected    INTEGER NOT NULL,          -- readings the post's cadence promises
+        post         TEXT NOT NULL,
+        quantity     TEXT NOT NULL,
+        start        INTEGER NOT NULL,         -- unix seconds, start of the UTC hour
+        count        INTEGER NOT NULL,
+        weighted_sum REAL NOT NULL,
+        covered_s    INTEGER NOT NULL,
+        min          REAL NOT NULL,
+        max          REAL NOT NULL,
+        expected     INTEGER NOT NULL,         -- readings the post's cadence promises
         PRIMARY KEY (post, quantity, start)
     ) WITHOUT ROWID;
     CREATE TABLE rollup_day (
@@ -48,12 +52,13 @@ const MIGRATIONS: &[&str] = &[
         quantity    TEXT NOT NULL,
         day         TEXT NOT NULL,             -- local date in Asia/Almaty, YYYY-MM-DD
         start       INTEGER NOT NULL,          -- unix seconds of local midnight
-        end_at      INTEGER NOT NULL,          -- unix seconds of the next local midnight
-        count       INTEGER NOT NULL,
-        sum         REAL NOT NULL,
-        min         REAL NOT NULL,
-        max         REAL NOT NULL,
-        expected    INTEGER NOT NULL,
+                end_at      INTEGER NOT NULL,          -- unix seconds of the next local midnight
+        count        INTEGER NOT NULL,
+        weighted_sum REAL NOT NULL,
+        covered_s    INTEGER NOT NULL,
+        min          REAL NOT NULL,
+        max          REAL NOT NULL,
+        expected     INTEGER NOT NULL,
         PRIMARY KEY (post, quantity, day)
     ) WITHOUT ROWID;
     CREATE TABLE post_status (

@@ -183,7 +183,7 @@ fn commit(
                         }
                         stats.stored += 1;
                         if r.flags.is_valid_for_means() {
-                            rollups.add(post, r.quantity, r.at, r.value, cadence);
+                            rollups.add(post, r, cadence);
                         }
                         new.push(*r);
                     }

@@ -8,25 +8,28 @@ use protocol::Quantity;
 use crate::support::*;
 
 /// Publishes a known set of readings and checks what the API returns: raw readings, an hour's
-/// rollup, and a local Almaty day (UTC+5) that spans UTC midnight.
+/// rollup, and a local Almaty day (UTC+5) that spans UTC midnight. A reading's time is the end
+/// of its averaging window, so one stamped exactly on a boundary belongs to the period it ends.
 async fn readings_and_rollups_round_trip(gateway: &InProcess) {
     let addr = gateway.running.http_addr;
     // Local day 2025-01-15 in Almaty runs 2025-01-14T19:00Z .. 2025-01-15T19:00Z.
+    let mut hourly_no2 = m(Quantity::No2, 81.0, "2025-01-14T23:00:00Z");
+    hourly_no2.window_s = Some(3600); // a backfilled mean for 22:00-23:00
     let cbor_pack = cbor(
         "almaty-001",
         &[
             m(Quantity::Pm2_5, 5.0, "2025-01-14T18:30:00Z"), // 23:30 local on the 14th
-            m(Quantity::Pm2_5, 10.0, "2025-01-14T20:00:00Z"), // 01:00 local on the 15th
+            m(Quantity::Pm2_5, 10.0, "2025-01-14T20:10:00Z"), // 01:10 local on the 15th
             m(Quantity::Pm2_5, 20.0, "2025-01-14T20:20:00Z"), // same UTC hour as above
-            m(Quantity::No2, 81.0, "2025-01-14T20:00:00Z"),
+            hourly_no2,
         ],
     );
     let json_pack = protocol::senml::encode_json(
         &post("almaty-001"),
         &[
-            m(Quantity::Pm2_5, 30.0, "2025-01-14T20:40:00Z"),
-            m(Quantity::Pm2_5, 100.0, "2025-01-15T01:00:00Z"), // after UTC midnight, same local day
-            m(Quantity::Pm2_5, 7.0, "2025-01-15T19:00:00Z"),   // 00:00 local on the 16th
+            m(Quantity::Pm2_5, 30.0, "2025-01-14T21:00:00Z"), // ends the 20:00 hour: it belongs there
+            m(Quantity::Pm2_5, 100.0, "2025-01-15T01:00:30Z"), // after UTC midnight, same local day
+            m(Quantity::Pm2_5, 7.0, "2025-01-15T19:00:30Z"),  // 00:00:30 local on the 16th
         ],
     );
     publish_all(
@@ -59,18 +62,20 @@ async fn readings_and_rollups_round_trip(gateway: &InProcess) {
         .map(|r| r["value"].as_f64().unwrap())
         .collect();
     assert_eq!(values, [5.0, 10.0, 20.0, 30.0, 100.0, 7.0]);
-    assert_eq!(body["readings"][1]["time"], "2025-01-14T20:00:00Z");
+    assert_eq!(body["readings"][1]["time"], "2025-01-14T20:10:00Z");
     assert_eq!(body["readings"][1]["unit"], "ug/m3");
     assert_eq!(body["readings"][1]["flags"], serde_json::json!([]));
 
-    // The 20:00Z hour holds 10, 20, 30: mean 20; 60 expected at a 60 s cadence.
+    // The 20:00Z hour holds 10, 20 and 30 (stamped 21:00:00): mean 20; at a 60 s cadence each
+    // covers 60 s, so data capture is 180 / 3600.
     let hours = get_json(
         addr,
         "/api/v1/posts/almaty-001/rollups?quantity=pm2_5&period=hour&from=2025-01-14T20:00:00Z&to=2025-01-14T21:00:00Z",
     )
     .await;
     let h = &hours["rollups"][0];
-    assert_eq!(hours["rollups"].as_array().unwrap().len(), 1);
+    assert_eq!(hours["rollups"].as_array().unwrap().len(), 1, "{hours}");
+    assert_eq!(h["start"], "2025-01-14T20:00:00Z");
     assert_eq!(
         (h["count"].as_i64(), h["mean"].as_f64()),
         (Some(3), Some(20.0))
@@ -79,7 +84,17 @@ async fn readings_and_rollups_round_trip(gateway: &InProcess) {
         (h["min"].as_f64(), h["max"].as_f64(), h["expected"].as_i64()),
         (Some(10.0), Some(30.0), Some(60))
     );
-    assert!((h["data_capture"].as_f64().unwrap() - 3.0 / 60.0).abs() < 1e-12);
+    assert_eq!(h["covered_s"], 180);
+    assert!((h["data_capture"].as_f64().unwrap() - 180.0 / 3600.0).abs() < 1e-12);
+
+    // The backfilled hourly NO2 mean covers its whole hour.
+    let no2 = get_json(
+        addr,
+        "/api/v1/posts/almaty-001/rollups?quantity=no2&period=hour&from=2025-01-14T00:00:00Z&to=2025-01-15T00:00:00Z",
+    )
+    .await;
+    assert_eq!(no2["rollups"][0]["start"], "2025-01-14T22:00:00Z");
+    assert_eq!(no2["rollups"][0]["data_capture"], 1.0);
 
     // Local 2025-01-15 holds 10, 20, 30, 100 (across UTC midnight): mean 40.
     let days = get_json(

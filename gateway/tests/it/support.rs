@@ -123,6 +123,7 @@ pub fn m(quantity: Quantity, value: f64, at: &str) -> Measurement {
         value,
         at,
         flags: QaFlags::NONE,
+        window_s: None,
     }
 }
 
@@ -132,6 +133,7 @@ pub fn m_at(quantity: Quantity, value: f64, at: UnixSeconds) -> Measurement {
         value,
         at,
         flags: QaFlags::NONE,
+        window_s: None,
     }
 }
 

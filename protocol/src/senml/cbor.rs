@@ -25,6 +25,8 @@ const UT: i64 = 7;
 const VD: i64 = 8;
 /// Taza's QA-flags extension, a text label in CBOR as in JSON.
 const QA: &str = "qa";
+/// Taza's averaging-window extension (seconds), a text label too.
+const WIN: &str = "win";
 
 pub(super) fn decode_records(
     payload: &[u8],
@@ -75,6 +77,8 @@ fn decode_record<'b>(d: &mut Decoder<'b>) -> Result<RawRecord<'b>, DecodeError> 
                 let key = d.str().map_err(bad)?;
                 if key == QA {
                     r.qa = Some(d.u16().map_err(bad)?);
+                } else if key == WIN {
+                    r.window_s = Some(d.u32().map_err(bad)?);
                 } else {
                     r.unknown_must_understand |= key.ends_with('_');
                     d.skip().map_err(bad)?;
@@ -152,8 +156,11 @@ pub fn encode(
     e.array(readings.len() as u64)?;
     for (i, m) in readings.iter().enumerate() {
         let offset = m.at.0 - base_time;
-        let fields =
-            3 + u64::from(i == 0) * 2 + u64::from(offset != 0) + u64::from(!m.flags.is_empty());
+        let fields = 3
+            + u64::from(i == 0) * 2
+            + u64::from(offset != 0)
+            + u64::from(!m.flags.is_empty())
+            + u64::from(m.window_s.is_some());
         e.map(fields)?;
         if i == 0 {
             e.i64(BN)?;
@@ -181,6 +188,9 @@ pub fn encode(
         }
         if !m.flags.is_empty() {
             e.str(QA)?.u16(m.flags.0)?;
+        }
+        if let Some(w) = m.window_s {
+            e.str(WIN)?.u32(w)?;
         }
     }
     Ok(e.into_writer().position())

@@ -40,6 +40,7 @@ struct JsonRecord<'a> {
     v: Option<f64>,
     t: Option<f64>,
     qa: Option<u16>,
+    win: Option<u32>,
     other_value: bool,
     unknown_must_understand: bool,
 }
@@ -56,6 +57,7 @@ impl JsonRecord<'_> {
             value: self.v,
             time: self.t,
             qa: self.qa,
+            window_s: self.win,
             other_value: self.other_value,
             unknown_must_understand: self.unknown_must_understand,
         }
@@ -138,6 +140,7 @@ impl<'de> Visitor<'de> for RecordVisitor {
                 "v" => r.v = Some(map.next_value()?),
                 "t" => r.t = Some(map.next_value()?),
                 "qa" => r.qa = Some(map.next_value()?),
+                "win" => r.win = Some(map.next_value()?),
                 "vs" | "vb" | "vd" | "s" => {
                     r.other_value = true;
                     map.next_value::<IgnoredAny>()?;
@@ -172,6 +175,9 @@ pub fn encode_json(post: &PostId, readings: &[Measurement]) -> String {
             }
             if !m.flags.is_empty() {
                 o.insert("qa".into(), m.flags.0.into());
+            }
+            if let Some(w) = m.window_s {
+                o.insert("win".into(), w.into());
             }
             serde_json::Value::Object(o)
         })

@@ -5,9 +5,13 @@
 //! quantity name with no base name is accepted too (for people typing into `mosquitto_pub`); the
 //! post is then the topic's.
 //!
-//! Taza extension: `qa`, an unsigned integer of [`QaFlags`] bits (absent = no flags). It does not
-//! end in `_`, so a SenML reader that does not know it may ignore it (RFC 8428 §4.4). Any other
-//! field ending in `_` is refused as [`DecodeError::MustUnderstand`].
+//! Taza extensions (neither ends in `_`, so a SenML reader that does not know them may ignore
+//! them, RFC 8428 §4.4):
+//! - `qa`: an unsigned integer of [`QaFlags`] bits (absent = no flags);
+//! - `win`: the averaging window in seconds that the value covers, ending at the record's time
+//!   (absent = the post's usual reporting interval). A backfilled hourly mean carries 3600.
+//!
+//! Any other field ending in `_` is refused as [`DecodeError::MustUnderstand`].
 //!
 //! Format is decided by the first byte: `0x80..=0x9f` is a CBOR array, `[` (after JSON white
 //! space) is JSON.
@@ -46,6 +50,8 @@ pub struct Measurement {
     pub at: UnixSeconds,
     /// Data-quality flags.
     pub flags: QaFlags,
+    /// Seconds the value averages over, ending at `at`; `None` = the post's reporting interval.
+    pub window_s: Option<u32>,
 }
 
 /// A decoded telemetry pack: the post and its readings.
@@ -102,6 +108,7 @@ struct RawRecord<'a> {
     value: Option<f64>,
     time: Option<f64>,
     qa: Option<u16>,
+    window_s: Option<u32>,
     /// `vs`, `vb`, `vd` or `s`: a value Taza does not accept.
     other_value: bool,
     /// A field ending in `_` that Taza does not understand.
@@ -171,12 +178,16 @@ impl<'t> Resolver<'t> {
         }
         let at = self.time(finite(r.time.unwrap_or(0.0))?)?;
         let flags = QaFlags(r.qa.unwrap_or(0));
+        if r.window_s == Some(0) {
+            return Err(DecodeError::BadWindow);
+        }
         self.readings
             .push(Measurement {
                 quantity,
                 value,
                 at,
                 flags,
+                window_s: r.window_s,
             })
             .map_err(|_| DecodeError::BadRecordCount)
     }

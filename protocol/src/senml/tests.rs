@@ -103,6 +103,7 @@ fn qa_flags_travel_in_both_formats() {
         value: 80.0,
         at: NOW,
         flags: QaFlags::STUCK,
+        window_s: None,
     };
     let mut buf = [0u8; 128];
     let n = encode(&post("a"), &[m], &mut buf).unwrap();
@@ -261,6 +262,11 @@ fn every_rejection_has_its_reason() {
             br#"[{"n":"no2","v":1,"crit_":1}]"#.to_vec(),
             DecodeError::MustUnderstand
         ),
+        (
+            "zero window",
+            br#"[{"n":"no2","v":1,"t":-5,"win":0}]"#.to_vec(),
+            DecodeError::BadWindow
+        ),
     ];
     for (what, bytes, want) in cases {
         assert_eq!(decode(&bytes, &a, NOW), Err(want), "{what}");
@@ -300,18 +306,21 @@ fn cbor_is_smaller_than_json_for_an_air_record() {
             value: 41.25,
             at,
             flags: QaFlags::NONE,
+            window_s: None,
         },
         Measurement {
             quantity: Quantity::No2,
             value: 63.0,
             at,
             flags: QaFlags::NONE,
+            window_s: None,
         },
         Measurement {
             quantity: Quantity::Temperature,
             value: -7.5,
             at,
             flags: QaFlags::NONE,
+            window_s: None,
         },
     ];
     let mut buf = [0u8; 256];
@@ -341,6 +350,7 @@ fn encoding_into_a_small_buffer_fails_cleanly() {
         value: 1.0,
         at: NOW,
         flags: QaFlags::NONE,
+        window_s: None,
     };
     let mut buf = [0u8; 10];
     assert_eq!(
@@ -361,13 +371,13 @@ proptest! {
     #[test]
     fn encode_then_decode_is_identity_for_every_quantity(
         readings in prop::collection::vec(
-            (any_quantity(), -1.0e6f64..1.0e6, -86_400i64..0, any::<u16>()),
+            (any_quantity(), -1.0e6f64..1.0e6, -86_400i64..0, any::<u16>(), prop::option::of(1u32..100_000)),
             1..MAX_RECORDS,
         )
     ) {
         let readings: std::vec::Vec<Measurement> = readings
             .into_iter()
-            .map(|(quantity, value, dt, flags)| Measurement { quantity, value, at: NOW.offset(dt), flags: QaFlags(flags) })
+            .map(|(quantity, value, dt, flags, window_s)| Measurement { quantity, value, at: NOW.offset(dt), flags: QaFlags(flags), window_s })
             .collect();
         let mut buf = [0u8; MAX_PAYLOAD_BYTES];
         let n = encode(&post("p-1"), &readings, &mut buf).unwrap();
@@ -386,7 +396,7 @@ proptest! {
 
     #[test]
     fn corrupting_one_byte_of_a_valid_pack_never_panics(pos in 0usize..64, byte in any::<u8>()) {
-        let m = Measurement { quantity: Quantity::No2, value: 12.5, at: NOW, flags: QaFlags::NONE };
+        let m = Measurement { quantity: Quantity::No2, value: 12.5, at: NOW, flags: QaFlags::NONE, window_s: None };
         let mut buf = [0u8; 128];
         let n = encode(&post("a"), &[m, m], &mut buf).unwrap();
         buf[pos % n] = byte;
