@@ -9,6 +9,7 @@ pub mod api;
 pub mod broker;
 pub mod calendar;
 pub mod config;
+pub mod demo;
 pub mod ingest;
 pub mod pipeline;
 pub mod registry;
@@ -57,6 +58,7 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// The broker ingest connects to (the embedded one's address when embedded).
     pub mqtt_addr: String,
+    broker: (String, u16),
     /// Metrics handle (tests and benchmarks read counters from it).
     pub metrics: Metrics,
     shutdown: CancellationToken,
@@ -69,6 +71,12 @@ impl Running {
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.wait().await;
+    }
+
+    /// Host and port of the broker, for clients that publish beside the gateway (the demo
+    /// fleet).
+    pub fn broker_endpoint(&self) -> (String, u16) {
+        self.broker.clone()
     }
 
     /// Waits until the gateway has stopped (after the shutdown token is cancelled).
@@ -121,6 +129,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
     };
 
+    let broker = (endpoint.host.clone(), endpoint.port);
     let conn = store::open_writer(&config.store)?;
     store::save_registry(&conn, &config.posts, config.store.default_cadence)?;
     let registry = Registry::new(
@@ -196,6 +205,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     Ok(Running {
         http_addr,
         mqtt_addr,
+        broker,
         metrics,
         shutdown,
         supervisor,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use taza_gateway::config::{BrokerUrl, Config};
+use taza_gateway::demo;
 use tokio_util::sync::CancellationToken;
 
 /// Taza gateway: air and river posts over MQTT into a store, scores, alerts and dashboards.
@@ -31,6 +32,15 @@ struct Cli {
     /// reach the broker can then write data.
     #[arg(long, global = true)]
     allow_unregistered: bool,
+    /// Run the simulated Almaty fleet beside the gateway (a year of history, then live data).
+    #[arg(long, global = true)]
+    demo: bool,
+    /// Seed of the demo fleet.
+    #[arg(long, global = true, default_value_t = 2026)]
+    demo_seed: u64,
+    /// Days of hourly history the demo fleet publishes first.
+    #[arg(long, global = true, default_value_t = 365)]
+    demo_days: u32,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
     log_json: bool,
@@ -62,6 +72,19 @@ fn main() -> anyhow::Result<()> {
     if cli.allow_unregistered {
         config.mqtt.allow_unregistered = true;
     }
+    let demo = cli.demo.then_some(demo::DemoOptions {
+        seed: cli.demo_seed,
+        backfill_days: cli.demo_days,
+    });
+    let fleet = demo.as_ref().map(demo::fleet);
+    if let Some(fleet) = &fleet {
+        // The fleet's posts join the registry, unless the config already lists them.
+        for entry in demo::registry_entries(fleet, demo::cadence()) {
+            if !config.posts.iter().any(|p| p.id == entry.id) {
+                config.posts.push(entry);
+            }
+        }
+    }
     if let Some(Command::Config) = cli.command {
         print!("{}", config.to_redacted_toml());
         return Ok(());
@@ -72,14 +95,27 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
+        let prefix = config.mqtt.topic_prefix.clone();
         let running = taza_gateway::start(config, shutdown.clone()).await?;
         println!(
             "Taza gateway: http://{}  mqtt://{}",
             running.http_addr, running.mqtt_addr
         );
+        let fleet_task = match (demo, fleet) {
+            (Some(options), Some(fleet)) => {
+                let (host, port) = running.broker_endpoint();
+                let stop = shutdown.child_token();
+                Some(demo::spawn(fleet, options, host, port, prefix, stop))
+            }
+            _ => None,
+        };
         wait_for_signal().await;
         tracing::info!("shutting down");
         running.stop().await;
+        if let Some(task) = fleet_task {
+            // The fleet stops with the shutdown token and logs its report.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(12), task).await;
+        }
         anyhow::Ok(())
     })
 }
