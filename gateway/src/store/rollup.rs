@@ -18,6 +18,8 @@ use crate::calendar::{hour_start, LocalDay};
 use crate::pipeline::Reading;
 
 const HOUR_S: i64 = 3600;
+/// One-time limits (ПДК м.р.) are judged on 20-minute means.
+const TWENTY_MIN_S: i64 = 1200;
 
 #[derive(Debug, Clone, Copy)]
 struct Agg {
@@ -53,6 +55,7 @@ impl Agg {
 /// Aggregates of one group commit, not yet written.
 #[derive(Debug, Default)]
 pub(super) struct Rollups {
+    twenty_minutes: HashMap<(PostId, Quantity, i64), Agg>,
     hours: HashMap<(PostId, Quantity, i64), Agg>,
     days: HashMap<(PostId, Quantity, LocalDay), Agg>,
     day_of_hour: HashMap<i64, LocalDay>,
@@ -70,7 +73,13 @@ impl Rollups {
         let window_s = r
             .window_s
             .map_or(cadence.as_secs().max(1) as i64, i64::from);
-        let hour = hour_start(r.at.offset(-1)).0;
+        let window_end = r.at.offset(-1);
+        let twenty = window_end.0.div_euclid(TWENTY_MIN_S) * TWENTY_MIN_S;
+        self.twenty_minutes
+            .entry((post.clone(), r.quantity, twenty))
+            .or_insert_with(|| Agg::new(expected_in(TWENTY_MIN_S, cadence)))
+            .add(r.value, window_s.min(TWENTY_MIN_S));
+        let hour = hour_start(window_end).0;
         self.hours
             .entry((post.clone(), r.quantity, hour))
             .or_insert_with(|| Agg::new(expected_in(HOUR_S, cadence)))
@@ -89,6 +98,26 @@ impl Rollups {
 
     /// Upserts every touched bucket.
     pub(super) fn flush(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        let mut twenty = tx.prepare_cached(
+            "INSERT INTO rollup_20min (post, quantity, start, count, weighted_sum, covered_s, min, max)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (post, quantity, start) DO UPDATE SET
+               count = count + excluded.count, weighted_sum = weighted_sum + excluded.weighted_sum,
+               covered_s = covered_s + excluded.covered_s,
+               min = min(min, excluded.min), max = max(max, excluded.max)",
+        )?;
+        for ((post, q, start), a) in self.twenty_minutes.drain() {
+            twenty.execute(params![
+                post.as_str(),
+                q.as_str(),
+                start,
+                a.count,
+                a.weighted_sum,
+                a.covered_s,
+                a.min,
+                a.max
+            ])?;
+        }
         let mut hour = tx.prepare_cached(
             "INSERT INTO rollup_hour (post, quantity, start, count, weighted_sum, covered_s, min, max, expected)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)

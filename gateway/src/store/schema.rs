@@ -27,7 +27,8 @@ const MIGRATIONS: &[&str] = &[
         quantity    TEXT NOT NULL,
         at          INTEGER NOT NULL,          -- unix seconds, UTC
         value       REAL NOT NULL,             -- in the quantity's unit
-        flags       INTEGER NOT NULL,          -- protocol::QaFlags bits
+                flags       INTEGER NOT NULL,          -- protocol::QaFlags bits
+        window_s    INTEGER,                   -- averaging window; NULL = the post's cadence
         received_at INTEGER NOT NULL,
         PRIMARY KEY (post, quantity, at)
     ) WITHOUT ROWID;
@@ -69,7 +70,39 @@ const MIGRATIONS: &[&str] = &[
         sensors     TEXT NOT NULL,             -- JSON array of quantity names
         dropped     INTEGER NOT NULL,
         reconnects  INTEGER NOT NULL,
-        received_at INTEGER NOT NULL
+                received_at INTEGER NOT NULL
+    );
+    "#,
+    // 2: 20-minute rollups (one-time limits, ПДК м.р., are judged on 20-minute means) and
+    // low-emission zones drawn by the department.
+    r#"
+    CREATE TABLE rollup_20min (
+        post         TEXT NOT NULL,
+        quantity     TEXT NOT NULL,
+        start        INTEGER NOT NULL,         -- unix seconds, multiple of 1200
+        count        INTEGER NOT NULL,
+        weighted_sum REAL NOT NULL,
+        covered_s    INTEGER NOT NULL,
+        min          REAL NOT NULL,
+        max          REAL NOT NULL,
+        PRIMARY KEY (post, quantity, start)
+    ) WITHOUT ROWID;
+        -- Existing readings roll up as the writer would have: valid ones only (47 = the
+    -- INVALIDATING QA bits), each covering its window or its post's cadence, capped at 20 min.
+    INSERT INTO rollup_20min (post, quantity, start, count, weighted_sum, covered_s, min, max)
+        SELECT r.post, r.quantity, ((r.at - 1) / 1200) * 1200, count(*),
+               sum(r.value * min(coalesce(r.window_s, p.cadence_s, 60), 1200)),
+               sum(min(coalesce(r.window_s, p.cadence_s, 60), 1200)), min(r.value), max(r.value)
+        FROM readings r LEFT JOIN posts p ON p.id = r.post
+        WHERE r.flags & 47 = 0
+        GROUP BY r.post, r.quantity, ((r.at - 1) / 1200);
+    CREATE TABLE zones (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        start_date  TEXT NOT NULL,             -- local date the zone took effect, YYYY-MM-DD
+        geometry    TEXT NOT NULL,             -- GeoJSON Polygon or MultiPolygon, WGS84
+        updated_at  INTEGER NOT NULL,
+        updated_by  TEXT NOT NULL
     );
     "#,
 ];
@@ -99,6 +132,44 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migration_2_rolls_up_existing_readings_into_20_minute_buckets() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(MIGRATIONS[0]).unwrap();
+        tx.pragma_update(None, "user_version", 1).unwrap();
+        tx.commit().unwrap();
+        // A 60 s post: 10 and 20 at 00:01 and 00:20 (both end inside 00:00-00:20), 99 flagged
+        // warm-up, and an hourly mean of 40 stamped 01:00 (window 3600, capped at 1200).
+        conn.execute_batch(
+            "INSERT INTO posts (id, kind, name, cadence_s, updated_at) VALUES ('p', 'air', 'p', 60, 0);
+             INSERT INTO readings VALUES ('p', 'pm2_5', 1767225660, 10.0, 0, NULL, 0);
+             INSERT INTO readings VALUES ('p', 'pm2_5', 1767226800, 20.0, 0, NULL, 0);
+             INSERT INTO readings VALUES ('p', 'pm2_5', 1767226000, 99.0, 1, NULL, 0);
+             INSERT INTO readings VALUES ('p', 'pm2_5', 1767229200, 40.0, 0, 3600, 0);",
+        )
+        .unwrap();
+                assert_eq!(protocol::QaFlags::INVALIDATING.0, 47, "migration 2's SQL spells these bits out");
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(i64, i64, f64, i64)> = conn
+            .prepare(
+                "SELECT start, count, weighted_sum, covered_s FROM rollup_20min ORDER BY start",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // 10*60 + 20*60 = 1800 over 120 s; 40*1200 = 48000 over 1200 s in the 00:40 bucket.
+        assert_eq!(
+            rows,
+            [
+                (1_767_225_600, 2, 1800.0, 120),
+                (1_767_228_000, 1, 48_000.0, 1200)
+            ]
+        );
+    }
 
     #[test]
     fn migrating_twice_is_a_no_op_and_newer_files_are_refused() {

@@ -153,8 +153,8 @@ fn commit(
     let mut rollups = Rollups::default();
     {
         let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO readings (post, quantity, at, value, flags, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR IGNORE INTO readings (post, quantity, at, value, flags, window_s, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         let mut seen_unregistered: Vec<&PostId> = Vec::new();
         for inbound in group {
@@ -175,6 +175,7 @@ fn commit(
                             r.at.0,
                             r.value,
                             r.flags.0,
+                            r.window_s,
                             received_at
                         ])?;
                         if inserted == 0 {
