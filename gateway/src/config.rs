@@ -107,6 +107,8 @@ pub struct ApiConfig {
     /// How long shutdown waits for in-flight work.
     #[serde(with = "humantime_serde")]
     pub shutdown_deadline: Duration,
+    /// Bearer tokens for write endpoints, each with a role.
+    pub tokens: Vec<crate::api::ApiToken>,
 }
 
 impl Default for ApiConfig {
@@ -114,6 +116,7 @@ impl Default for ApiConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shutdown_deadline: Duration::from_secs(10),
+            tokens: Vec::new(),
         }
     }
 }
@@ -332,6 +335,14 @@ impl Config {
         }
         if self.store.default_cadence.is_zero() {
             problems.push("store.default_cadence must be positive".into());
+        }
+        for t in &self.api.tokens {
+            if t.token.expose().len() < 16 {
+                problems.push(format!(
+                    "api token {:?} is shorter than 16 characters",
+                    t.name
+                ));
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for p in &self.posts {

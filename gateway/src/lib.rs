@@ -13,6 +13,7 @@ pub mod demo;
 pub mod ingest;
 pub mod pipeline;
 pub mod registry;
+pub mod score;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
@@ -184,7 +185,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         pool: store::ReadPool::new(&store::db_path(&config.store)),
         metrics: metrics.clone(),
         live: live_tx,
+        tokens: std::sync::Arc::new(config.api.tokens.clone()),
         shutdown: http_stop.clone(),
+    });
+    // Live events are small writes: without TCP_NODELAY, Nagle plus the client's delayed ACK
+    // held each one back by up to 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |s| {
+        let _ = s.set_nodelay(true);
     });
     let server = tokio::spawn(
         axum::serve(listener, app)
@@ -194,6 +201,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     tracing::info!(%http_addr, mqtt = %mqtt_addr, "gateway started");
 
     let deadline = config.api.shutdown_deadline;
+    let checkpointer = store::checkpoint::spawn(store::db_path(&config.store), shutdown.clone())
+        .map_err(|source| RunError::Io {
+            context: "starting the checkpointer",
+            source,
+        })?;
+    drop(checkpointer); // it stops by itself with the shutdown token
     let supervisor = tokio::spawn(supervise(
         shutdown.clone(),
         deadline,

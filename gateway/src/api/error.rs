@@ -16,6 +16,12 @@ pub enum ApiError {
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// No or unknown token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The token's role is too low.
+    #[error("{0}")]
+    Forbidden(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -26,6 +32,8 @@ impl IntoResponse for ApiError {
         let (status, message) = match &self {
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
+            Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.clone()),
+            Self::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
             Self::Store(e) => {
                 tracing::error!(error = %e, "API request failed in the store");
                 (

@@ -2,6 +2,7 @@
 //! readings, `/healthz` and Prometheus `/metrics`. Reads the store through [`ReadPool`] and the
 //! live broadcast; writes nothing yet.
 
+mod auth;
 mod error;
 
 use std::convert::Infallible;
@@ -20,6 +21,7 @@ use protocol::{PostId, Quantity, UnixSeconds};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
+pub use auth::{ApiToken, Caller, Role};
 pub use error::ApiError;
 
 use crate::calendar::{self, parse_rfc3339, rfc3339};
@@ -42,6 +44,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Committed readings, for `/api/v1/live`.
     pub live: LiveSender,
+    /// Tokens that may write.
+    pub tokens: Arc<Vec<ApiToken>>,
     /// Cancelled when HTTP stops, so open SSE streams end and graceful shutdown can finish.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

@@ -68,7 +68,9 @@ pub fn spawn(
     if let Some((user, pass)) = endpoint.credentials {
         options.set_credentials(user, pass);
     }
-    let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+    // PUBACKs are small and latency-bound: do not let Nagle hold them back.
+    eventloop.network_options.set_tcp_nodelay(true);
     let ingest = Ingest {
         filters: [
             protocol::topic::TopicKind::Telemetry,

@@ -6,6 +6,8 @@
 //! API reads through a small pool of read-only connections ([`ReadPool`]). Pragmas are set in
 //! one place, [`open_writer`] / [`ReadPool`], and the schema is versioned ([`schema`]).
 
+pub mod admin;
+pub mod checkpoint;
 pub mod read;
 mod rollup;
 pub mod schema;
@@ -22,7 +24,7 @@ use crate::config::{StoreConfig, Synchronous};
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "taza.db";
 /// How long a connection waits for a lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read connections kept open between requests.
 const MAX_IDLE_READERS: usize = 8;
 
@@ -73,6 +75,11 @@ pub fn open_writer(cfg: &StoreConfig) -> Result<Connection, StoreError> {
     };
     conn.pragma_update(None, "synchronous", sync)?;
     conn.pragma_update(None, "foreign_keys", "on")?;
+    // A 16 MB page cache keeps a group commit's B-tree pages in memory (the 2 MB default spilled
+    // dirty pages mid-transaction), and checkpoints run on their own thread ([`checkpoint`]),
+    // not inside the writer's commits.
+    conn.pragma_update(None, "cache_size", -16_384)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     schema::migrate(&mut conn)?;
     Ok(conn)
 }

@@ -240,3 +240,107 @@ pub fn rollups(
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// One rollup bucket as the scoring engine takes it: a time-weighted mean with its coverage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketRow {
+    /// The post.
+    pub post: String,
+    /// The quantity.
+    pub quantity: Quantity,
+    /// Bucket start.
+    pub start: UnixSeconds,
+    /// Valid readings in it.
+    pub count: u32,
+    /// Time-weighted mean, in the quantity's unit.
+    pub mean: f64,
+    /// Largest valid reading.
+    pub max: f64,
+    /// Seconds covered by valid readings.
+    pub covered_s: i64,
+}
+
+/// Which rollup table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// `rollup_20min`.
+    TwentyMinutes,
+    /// `rollup_hour`.
+    Hour,
+}
+
+/// Every bucket starting in `[from, to)` for `quantities` (all posts), ordered by post,
+/// quantity, start: one pass for the whole city, so a year's scorecard is one query per table.
+pub fn buckets(
+    conn: &Connection,
+    resolution: Resolution,
+    quantities: &[Quantity],
+    from: UnixSeconds,
+    to: UnixSeconds,
+) -> Result<Vec<BucketRow>, StoreError> {
+    let table = match resolution {
+        Resolution::TwentyMinutes => "rollup_20min",
+        Resolution::Hour => "rollup_hour",
+    };
+    let sql = format!(
+        "SELECT post, quantity, start, count, weighted_sum, covered_s, max FROM {table}
+         WHERE quantity = ?1 AND start >= ?2 AND start < ?3 ORDER BY post, start"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut out = Vec::new();
+    for q in quantities {
+        let rows = stmt.query_map(params![q.as_str(), from.0, to.0], |r| {
+            let covered_s: i64 = r.get(5)?;
+            let weighted_sum: f64 = r.get(4)?;
+            Ok(BucketRow {
+                post: r.get(0)?,
+                quantity: *q,
+                start: UnixSeconds(r.get(2)?),
+                count: r.get(3)?,
+                mean: weighted_sum / covered_s.max(1) as f64,
+                max: r.get(6)?,
+                covered_s,
+            })
+        })?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    Ok(out)
+}
+
+/// A zone as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct ZoneRow {
+    /// Id (slug).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Local date it took effect.
+    pub start_date: String,
+    /// GeoJSON geometry.
+    pub geometry: serde_json::Value,
+    /// Who last changed it.
+    pub updated_by: String,
+    /// When (RFC 3339).
+    pub updated_at: String,
+}
+
+/// Every zone.
+pub fn zones(conn: &Connection) -> Result<Vec<ZoneRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, start_date, geometry, updated_by, updated_at FROM zones ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let geometry: String = r.get(3)?;
+        Ok(ZoneRow {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            start_date: r.get(2)?,
+            geometry: serde_json::from_str(&geometry).unwrap_or(serde_json::Value::Null),
+            updated_by: r.get(4)?,
+            updated_at: rfc3339(UnixSeconds(r.get(5)?)),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -150,7 +150,11 @@ mod tests {
              INSERT INTO readings VALUES ('p', 'pm2_5', 1767229200, 40.0, 0, 3600, 0);",
         )
         .unwrap();
-                assert_eq!(protocol::QaFlags::INVALIDATING.0, 47, "migration 2's SQL spells these bits out");
+        assert_eq!(
+            protocol::QaFlags::INVALIDATING.0,
+            47,
+            "migration 2's SQL spells these bits out"
+        );
         migrate(&mut conn).unwrap();
         let rows: Vec<(i64, i64, f64, i64)> = conn
             .prepare(

@@ -1,0 +1,80 @@
+//! Writes people make through the API (zones now; the registry and alert acknowledgements
+//! later), on a connection of their own: they are rare, and SQLite's busy timeout lets them
+//! interleave with ingest's group commits without a queue between the two.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection};
+
+use super::{StoreError, BUSY_TIMEOUT};
+
+/// The API's write connection.
+#[derive(Debug)]
+pub struct AdminWriter {
+    conn: Mutex<Connection>,
+}
+
+impl AdminWriter {
+    /// Opens a write connection to the database the writer created.
+    pub fn open(path: &Path) -> Result<Arc<Self>, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "foreign_keys", "on")?;
+        Ok(Arc::new(Self {
+            conn: Mutex::new(conn),
+        }))
+    }
+
+    /// Runs `f` in a transaction on the blocking pool.
+    pub async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = this
+                .conn
+                .lock()
+                .map_err(|_| StoreError::Task("admin connection poisoned".into()))?;
+            let tx = conn.transaction()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+/// A zone to store (its geometry already validated by the caller).
+#[derive(Debug, Clone)]
+pub struct NewZone {
+    /// Id (slug).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Local date it took effect, YYYY-MM-DD.
+    pub start_date: String,
+    /// GeoJSON geometry, as text.
+    pub geometry: String,
+}
+
+/// Adds or replaces a zone; returns true when it was new.
+pub fn upsert_zone(
+    tx: &rusqlite::Transaction<'_>,
+    zone: &NewZone,
+    by: &str,
+) -> Result<bool, StoreError> {
+    let existed = tx
+        .prepare_cached("SELECT 1 FROM zones WHERE id = ?1")?
+        .exists([zone.id.as_str()])?;
+    tx.prepare_cached(
+        "INSERT INTO zones (id, name, start_date, geometry, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, start_date = excluded.start_date,
+           geometry = excluded.geometry, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+    )?
+    .execute(params![zone.id, zone.name, zone.start_date, zone.geometry, crate::calendar::now().0, by])?;
+    Ok(!existed)
+}
