@@ -21,8 +21,24 @@ pub struct Config {
     pub store: StoreConfig,
     /// HTTP API and dashboard.
     pub api: ApiConfig,
+    /// Scoring: norms, limit set, zones.
+    pub score: ScoreConfig,
     /// The post registry.
     pub posts: Vec<PostEntry>,
+}
+
+/// Where scoring finds the department's data.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoreConfig {
+    /// Folder of TOML files that override the shipped norms (same file names as
+    /// `gateway/norms/`); read at every computation, so edits apply without a restart.
+    pub norms_dir: Option<PathBuf>,
+    /// Limit set to score against (overrides `active_set` in the norms).
+    pub limit_set: Option<String>,
+    /// GeoJSON FeatureCollection of low-emission zones loaded at startup (properties: `id`,
+    /// `name`, `start_date`); zones can also be added through the API.
+    pub zones_file: Option<PathBuf>,
 }
 
 /// MQTT settings.
@@ -167,6 +183,9 @@ pub struct PostEntry {
     /// Reporting interval of averaged records; default `store.default_cadence`.
     #[serde(default, with = "humantime_serde")]
     pub cadence: Option<Duration>,
+    /// River posts: the gauge's critical level (cm above the gauge zero, possibly seasonal).
+    #[serde(default)]
+    pub critical_level: Option<crate::score::CriticalLevel>,
 }
 
 /// `mqtt://[user[:password]@]host[:port]`; `mqtts://` for TLS.
@@ -306,7 +325,7 @@ impl Config {
             // (test switches, for instance) are left alone.
             if !matches!(
                 segments.first().map(String::as_str),
-                Some("mqtt" | "store" | "api")
+                Some("mqtt" | "store" | "api" | "score")
             ) || segments.len() < 2
             {
                 continue;

@@ -44,6 +44,13 @@ pub fn registry_entries(fleet: &taza_sim::Fleet, cadence: Duration) -> Vec<PostE
             river: p.river.map(str::to_string),
             sensors: p.quantities.to_vec(),
             cadence: Some(cadence),
+            critical_level: p
+                .critical_level_cm
+                .map(|level_cm| crate::score::CriticalLevel {
+                    level_cm,
+                    seasons: Vec::new(),
+                    source: "simulated gauge (taza-sim fleet)".into(),
+                }),
         })
         .collect()
 }

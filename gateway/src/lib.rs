@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod pipeline;
 pub mod registry;
 pub mod score;
+pub mod scoring;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
@@ -43,6 +44,9 @@ pub enum RunError {
     /// The store failed to open.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// The norms or the zones file cannot be used.
+    #[error(transparent)]
+    Scoring(#[from] scoring::ScoringError),
     /// The HTTP listener or a thread could not start.
     #[error("{context}: {source}")]
     Io {
@@ -131,8 +135,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
 
     let broker = (endpoint.host.clone(), endpoint.port);
-    let conn = store::open_writer(&config.store)?;
+    let mut conn = store::open_writer(&config.store)?;
     store::save_registry(&conn, &config.posts, config.store.default_cadence)?;
+    if let Some(path) = &config.score.zones_file {
+        let zones = scoring::zones_from_file(path)?;
+        let tx = conn.transaction().map_err(store::StoreError::from)?;
+        for z in &zones {
+            store::admin::upsert_zone(&tx, z, "config")?;
+        }
+        tx.commit().map_err(store::StoreError::from)?;
+    }
     let registry = Registry::new(
         &config.posts,
         config.store.default_cadence,
@@ -181,8 +193,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         source,
     })?;
     let http_stop = CancellationToken::new();
+
+    // A broken department norms folder is reported now, not at the first request.
+    scoring::load_norms(&config.score).map_err(scoring::ScoringError::from)?;
+    let pool = store::ReadPool::new(&store::db_path(&config.store));
     let app = api::router(api::AppState {
-        pool: store::ReadPool::new(&store::db_path(&config.store)),
+        scoring: scoring::Scoring::new(config.score.clone(), pool.clone()),
+        admin: store::admin::AdminWriter::open(&store::db_path(&config.store))?,
+        pool,
         metrics: metrics.clone(),
         live: live_tx,
         tokens: std::sync::Arc::new(config.api.tokens.clone()),

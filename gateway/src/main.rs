@@ -52,6 +52,22 @@ struct Cli {
 enum Command {
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
+    /// Print a year's city scorecard against the plan targets, from the store in the data dir.
+    Report {
+        /// Local (Asia/Almaty) calendar year [default: this year].
+        #[arg(long)]
+        year: Option<i32>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Markdown,
+    Csv,
+    Json,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -85,9 +101,13 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    if let Some(Command::Config) = cli.command {
-        print!("{}", config.to_redacted_toml());
-        return Ok(());
+    match cli.command {
+        Some(Command::Config) => {
+            print!("{}", config.to_redacted_toml());
+            return Ok(());
+        }
+        Some(Command::Report { year, format }) => return report(&config, year, format),
+        None => {}
     }
     init_tracing(cli.log_json);
     config.validate()?;
@@ -118,6 +138,30 @@ fn main() -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+/// `gateway report`: the scorecard from the store, without starting the gateway.
+fn report(config: &Config, year: Option<i32>, format: ReportFormat) -> anyhow::Result<()> {
+    let db = taza_gateway::store::db_path(&config.store);
+    anyhow::ensure!(
+        db.exists(),
+        "no store at {} (run the gateway first, or pass --data-dir)",
+        db.display()
+    );
+    let norms = taza_gateway::scoring::load_norms(&config.score)?;
+    let year = year.unwrap_or_else(taza_gateway::scoring::current_year);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let card = runtime.block_on(taza_gateway::scoring::city_scorecard_from(
+        &taza_gateway::store::ReadPool::new(&db),
+        norms,
+        year,
+    ))?;
+    match format {
+        ReportFormat::Markdown => print!("{}", taza_gateway::score::scorecard_markdown(&card)),
+        ReportFormat::Csv => print!("{}", taza_gateway::score::scorecard_csv(&card)),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&card)?),
+    }
+    Ok(())
 }
 
 fn init_tracing(json: bool) {

@@ -25,6 +25,9 @@ pub enum ApiError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The department's data files are broken (the message names file and key).
+    #[error("{0}")]
+    Misconfigured(String),
 }
 
 impl IntoResponse for ApiError {
@@ -34,6 +37,10 @@ impl IntoResponse for ApiError {
             Self::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.clone()),
             Self::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
+            Self::Misconfigured(m) => {
+                tracing::error!(error = %m, "API request failed on configuration");
+                (StatusCode::INTERNAL_SERVER_ERROR, m.clone())
+            }
             Self::Store(e) => {
                 tracing::error!(error = %e, "API request failed in the store");
                 (

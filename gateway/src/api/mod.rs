@@ -4,6 +4,7 @@
 
 mod auth;
 mod error;
+mod scores;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -46,6 +47,10 @@ pub struct AppState {
     pub live: LiveSender,
     /// Tokens that may write.
     pub tokens: Arc<Vec<ApiToken>>,
+    /// Scores over the store.
+    pub scoring: Arc<crate::scoring::Scoring>,
+    /// Write connection for people's changes (zones).
+    pub admin: Arc<crate::store::admin::AdminWriter>,
     /// Cancelled when HTTP stops, so open SSE streams end and graceful shutdown can finish.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -57,6 +62,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/posts/{post}/readings", get(post_readings))
         .route("/api/v1/posts/{post}/rollups", get(post_rollups))
         .route("/api/v1/live", get(live))
+        .route("/api/v1/scores/city", get(scores::city))
+        .route("/api/v1/scores/posts/{post}", get(scores::post))
+        .route("/api/v1/targets", get(scores::targets))
+        .route("/api/v1/rivers", get(scores::rivers))
+        .route("/api/v1/zones", get(scores::zones).post(scores::add_zone))
+        .route("/api/v1/zones/{zone}/effect", get(scores::zone_effect))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
@@ -107,7 +118,7 @@ impl RangeQuery {
     }
 }
 
-fn bad_query(e: QueryRejection) -> ApiError {
+pub(crate) fn bad_query(e: QueryRejection) -> ApiError {
     ApiError::BadRequest(e.body_text())
 }
 

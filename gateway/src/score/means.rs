@@ -158,16 +158,18 @@ pub struct PeriodMean {
     pub in_progress: bool,
 }
 
-/// Days in [first, end) that had ended by `now` (all of them for a past period).
-fn elapsed_days(first: NaiveDate, end: NaiveDate, now: UnixSeconds) -> (u32, bool) {
+/// The days of [first, end) that had ended by `now` (all of them for a past period): their
+/// count, the exclusive end of that span, and whether the period is still in progress.
+fn elapsed_days(first: NaiveDate, end: NaiveDate, now: UnixSeconds) -> (u32, NaiveDate, bool) {
     let total = u32::try_from((end - first).num_days().max(0)).unwrap_or(0);
     let today = LocalDay::containing(now).date;
     if today >= end {
-        return (total, false);
+        return (total, end, false);
     }
-    // Complete days so far: those before today.
+    // Complete days so far: those before today. Today's partial day is judged tomorrow, so it
+    // must count in neither the numerator nor the denominator.
     let done = u32::try_from((today - first).num_days().max(0)).unwrap_or(0);
-    (done.min(total), true)
+    (done.min(total), today.max(first), true)
 }
 
 fn period_mean(
@@ -178,10 +180,10 @@ fn period_mean(
     min_capture: f64,
     now: UnixSeconds,
 ) -> PeriodMean {
-    let (n_days, in_progress) = elapsed_days(first, end, now);
+    let (n_days, counted_end, in_progress) = elapsed_days(first, end, now);
     let (sum, valid_days) = days
         .iter()
-        .filter(|d| d.valid && d.date >= first && d.date < end)
+        .filter(|d| d.valid && d.date >= first && d.date < counted_end)
         .filter_map(|d| d.mean)
         .fold((0.0, 0u32), |(s, n), m| (s + m, n + 1));
     let capture = if n_days == 0 {
@@ -377,6 +379,33 @@ mod tests {
             ..day(340, 1000.0)
         });
         assert_eq!(annual_mean(&days, 2025, &r, year_end).mean, Some(20.0));
+    }
+
+    #[test]
+    fn a_valid_partial_today_counts_in_neither_numerator_nor_denominator() {
+        // 2025-03-10 12:00 local; 68 complete days (Jan 1 .. Mar 9) all valid, plus today,
+        // already valid at noon. Capture must be 68/68 = 1, never 69/68.
+        let rules = DataCaptureRules::default();
+        let now = LocalDay::of(NaiveDate::from_ymd_opt(2025, 3, 10).unwrap())
+            .start
+            .offset(12 * 3600);
+        let days: Vec<DailyMean> = (0..=68)
+            .map(|i| {
+                let date = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap() + chrono::Duration::days(i);
+                DailyMean {
+                    date,
+                    start: LocalDay::of(date).start,
+                    mean: Some(10.0),
+                    max_hourly: Some(10.0),
+                    valid_hours: 24,
+                    hours: 24,
+                    capture: 1.0,
+                    valid: true,
+                }
+            })
+            .collect();
+        let m = annual_mean(&days, 2025, &rules, now);
+        assert_eq!((m.valid_days, m.days, m.capture), (68, 68, 1.0));
     }
 
     #[test]

@@ -147,11 +147,12 @@ pub fn save_registry(
     default_cadence: Duration,
 ) -> Result<(), StoreError> {
     let mut stmt = conn.prepare(
-        "INSERT INTO posts (id, kind, name, latitude, longitude, district, river, sensors, cadence_s, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                "INSERT INTO posts (id, kind, name, latitude, longitude, district, river, sensors, cadence_s, updated_at, critical_level)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, name = excluded.name,
            latitude = excluded.latitude, longitude = excluded.longitude, district = excluded.district,
-           river = excluded.river, sensors = excluded.sensors, cadence_s = excluded.cadence_s,
+                      river = excluded.river, sensors = excluded.sensors, cadence_s = excluded.cadence_s,
+           critical_level = excluded.critical_level,
            updated_at = excluded.updated_at",
     )?;
     let now = crate::calendar::now().0;
@@ -167,7 +168,10 @@ pub fn save_registry(
             p.river,
             serde_json::to_string(&sensors).unwrap_or_else(|_| "[]".into()),
             p.cadence.unwrap_or(default_cadence).as_secs() as i64,
-            now
+            now,
+            p.critical_level
+                .as_ref()
+                .and_then(|c| serde_json::to_string(c).ok())
         ])?;
     }
     Ok(())

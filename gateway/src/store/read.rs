@@ -344,3 +344,114 @@ pub fn zones(conn: &Connection) -> Result<Vec<ZoneRow>, StoreError> {
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// Every registered post as the scoring engine describes it (unregistered demo posts are left
+/// out: nobody vouched for where they stand).
+pub fn post_descriptors(
+    conn: &Connection,
+) -> Result<Vec<crate::score::PostDescriptor>, StoreError> {
+    use crate::score::input::{PostDescriptor, PostKind};
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, latitude, longitude, district, river, critical_level FROM posts
+         WHERE kind IN ('air', 'river') ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let id: String = r.get(0)?;
+        let kind: String = r.get(1)?;
+        let critical: Option<String> = r.get(6)?;
+        Ok((
+            id,
+            kind,
+            r.get::<_, Option<f64>>(2)?,
+            r.get::<_, Option<f64>>(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            critical,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, kind, lat, lon, district, river, critical) = row?;
+        // Ids in the table were validated on the way in; skip anything a newer gateway wrote.
+        let Ok(id) = PostId::parse(&id) else { continue };
+        out.push(PostDescriptor {
+            id,
+            kind: if kind == "river" {
+                PostKind::River
+            } else {
+                PostKind::Air
+            },
+            lat_deg: lat.unwrap_or(f64::NAN),
+            lon_deg: lon.unwrap_or(f64::NAN),
+            district,
+            river,
+            critical_level: critical.and_then(|c| serde_json::from_str(&c).ok()),
+        });
+    }
+    Ok(out)
+}
+
+/// The posts' hourly and 20-minute buckets of `quantities` in `[from, to)`, ready for scoring.
+pub fn post_series(
+    conn: &Connection,
+    posts: Vec<crate::score::PostDescriptor>,
+    quantities: &[Quantity],
+    from: UnixSeconds,
+    to: UnixSeconds,
+) -> Result<Vec<crate::score::PostSeries>, StoreError> {
+    use std::collections::HashMap;
+
+    use crate::score::input::{HourlyMean, QuantitySeries, TwentyMinuteMean};
+    let mut by_key: HashMap<(String, Quantity), QuantitySeries> = HashMap::new();
+    for b in buckets(conn, Resolution::Hour, quantities, from, to)? {
+        by_key
+            .entry((b.post, b.quantity))
+            .or_insert_with(|| QuantitySeries {
+                quantity: b.quantity,
+                hourly: Vec::new(),
+                twenty_minute: Vec::new(),
+            })
+            .hourly
+            .push(HourlyMean {
+                start: b.start,
+                mean: b.mean,
+                covered_s: b.covered_s,
+                count: b.count,
+                max: b.max,
+            });
+    }
+    for b in buckets(conn, Resolution::TwentyMinutes, quantities, from, to)? {
+        by_key
+            .entry((b.post, b.quantity))
+            .or_insert_with(|| QuantitySeries {
+                quantity: b.quantity,
+                hourly: Vec::new(),
+                twenty_minute: Vec::new(),
+            })
+            .twenty_minute
+            .push(TwentyMinuteMean {
+                start: b.start,
+                mean: b.mean,
+                covered_s: b.covered_s,
+            });
+    }
+    Ok(posts
+        .into_iter()
+        .map(|post| {
+            let series = quantities
+                .iter()
+                .filter_map(|q| by_key.remove(&(post.id.as_str().to_string(), *q)))
+                .collect();
+            crate::score::PostSeries { post, series }
+        })
+        .collect())
+}
+
+/// Start of the earliest hourly rollup, if any.
+pub fn earliest_rollup(conn: &Connection) -> Result<Option<UnixSeconds>, StoreError> {
+    Ok(conn
+        .query_row("SELECT min(start) FROM rollup_hour", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })?
+        .map(UnixSeconds))
+}

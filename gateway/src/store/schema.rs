@@ -102,8 +102,13 @@ const MIGRATIONS: &[&str] = &[
         start_date  TEXT NOT NULL,             -- local date the zone took effect, YYYY-MM-DD
         geometry    TEXT NOT NULL,             -- GeoJSON Polygon or MultiPolygon, WGS84
         updated_at  INTEGER NOT NULL,
-        updated_by  TEXT NOT NULL
+                updated_by  TEXT NOT NULL
     );
+    "#,
+    // 3: river gauges' critical levels travel with the registry (JSON of
+    // score::input::CriticalLevel), so scores need no config file to judge a river.
+    r#"
+    ALTER TABLE posts ADD COLUMN critical_level TEXT;
     "#,
 ];
 

@@ -16,3 +16,4 @@ mod support;
 mod bad_input;
 mod crash;
 mod e2e;
+mod scores;

@@ -43,6 +43,7 @@ pub fn air_post(id: &str) -> PostEntry {
         river: None,
         sensors: vec![Quantity::Pm2_5, Quantity::No2],
         cadence: Some(Duration::from_secs(60)),
+        critical_level: None,
     }
 }
 

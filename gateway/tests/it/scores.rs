@@ -1,0 +1,202 @@
+//! Scores through the API: published hourly means become daily exceedances and a city
+//! scorecard; a limit edited in the department's norms folder changes the score at once, without
+//! a rebuild or restart; zones need an operator token; targets and rivers are served.
+
+use std::time::Duration;
+
+use protocol::{Measurement, QaFlags, Quantity, UnixSeconds};
+use taza_gateway::api::{ApiToken, Role};
+use taza_gateway::secret::SecretString;
+
+use crate::support::*;
+
+const OPERATOR: &str = "operator-token-0123456789";
+const VIEWER: &str = "viewer-token-0123456789";
+
+/// Ten local days (from local 2025-01-01) of hourly PM2.5 means of 40 µg/m³, 60 records a pack.
+fn ten_days_of_pm25(post_id: &str) -> Vec<(String, Vec<u8>)> {
+    let start =
+        taza_gateway::calendar::LocalDay::of(chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap())
+            .start;
+    let hours: Vec<Measurement> = (1..=240)
+        .map(|h| Measurement {
+            quantity: Quantity::Pm2_5,
+            value: 40.0,
+            at: UnixSeconds(start.0 + h * 3600),
+            flags: QaFlags::NONE,
+            window_s: Some(3600),
+        })
+        .collect();
+    hours
+        .chunks(60)
+        .map(|c| (telemetry_topic(post_id), cbor(post_id, c)))
+        .collect()
+}
+
+async fn post_json(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        raw.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scores_follow_the_departments_norms_and_zones_need_an_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let norms_dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), vec![air_post("almaty-001")], None);
+    config.score.norms_dir = Some(norms_dir.path().to_path_buf());
+    config.api.tokens = vec![
+        ApiToken {
+            name: "duty engineer".into(),
+            role: Role::Operator,
+            token: SecretString::new(OPERATOR),
+        },
+        ApiToken {
+            name: "analyst".into(),
+            role: Role::Viewer,
+            token: SecretString::new(VIEWER),
+        },
+    ];
+    let gateway = start_gateway(config).await;
+    let addr = gateway.running.http_addr;
+    publish_all(gateway.mqtt_port, ten_days_of_pm25("almaty-001")).await;
+    wait_until(
+        "240 hourly means stored",
+        Duration::from_secs(10),
+        || async { metric(addr, "taza_store_readings_stored_total").await == 240.0 },
+    )
+    .await;
+
+    let scores_path = "/api/v1/scores/posts/almaty-001?from=2025-01-01T00:00:00%2B05:00&to=2025-01-11T00:00:00%2B05:00";
+    let s = get_json(addr, scores_path).await;
+    let pm = s["quantities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["quantity"] == "pm2_5")
+        .unwrap()
+        .clone();
+    // ПДК с.с. 35 µg/m³: ten valid days at 40 all exceed, by 40 / 35 = 1.1429.
+    assert_eq!(pm["daily_exceedances"]["valid_days"], 10, "{pm}");
+    assert_eq!(pm["daily_exceedances"]["exceedance_days"], 10, "{pm}");
+
+    let city = get_json(addr, "/api/v1/scores/city?year=2025").await;
+    let city_pm = city["pollutants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["quantity"] == "pm2_5")
+        .unwrap()
+        .clone();
+    assert_eq!(city_pm["daily_exceedance_days"], 10, "{city_pm}");
+    assert_eq!(city_pm["posts_with_data"], 1);
+    // Ten days of 365 is far from the 90 % a valid year needs.
+    assert_eq!(city_pm["posts_valid"], 0, "{city_pm}");
+
+    // The department raises the PM2.5 daily limit to 45 µg/m³ in its own file: no restart.
+    std::fs::write(
+        norms_dir.path().join("air.toml"),
+        "[limit_sets.kz_dsm70.substances.pm2_5.daily_mg_m3]\nvalue = 0.045\nsource = \"department decision (test)\"\nstatus = \"unconfirmed\"\n",
+    )
+    .unwrap();
+    let s = get_json(addr, scores_path).await;
+    let pm = s["quantities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["quantity"] == "pm2_5")
+        .unwrap()
+        .clone();
+    assert_eq!(pm["daily_exceedances"]["exceedance_days"], 0, "{pm}");
+    let city = get_json(addr, "/api/v1/scores/city?year=2025").await;
+    let city_pm = city["pollutants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["quantity"] == "pm2_5")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        city_pm["daily_exceedance_days"], 0,
+        "the cached scorecard follows the edited norms: {city_pm}"
+    );
+
+    // A broken department file is reported with its file name, not a silent fallback.
+    std::fs::write(
+        norms_dir.path().join("air.toml"),
+        "[limit_sets.kz_dsm70.substances.pm2_5.daily_mg_m3]\nvalue = \"high\"\n",
+    )
+    .unwrap();
+    let (status, body) = http_get(addr, scores_path).await;
+    assert_eq!(status, 500);
+    assert!(body.contains("air.toml"), "{body}");
+    std::fs::remove_file(norms_dir.path().join("air.toml")).unwrap();
+
+    // Zones: the post at 43.2389 N 76.8897 E lies inside this square.
+    let zone = r#"{"type":"Feature","properties":{"id":"centre-lez","name":"Центр","start_date":"2025-01-05"},
+        "geometry":{"type":"Polygon","coordinates":[[[76.88,43.23],[76.90,43.23],[76.90,43.25],[76.88,43.25],[76.88,43.23]]]}}"#;
+    assert_eq!(post_json(addr, "/api/v1/zones", None, zone).await.0, 401);
+    assert_eq!(
+        post_json(addr, "/api/v1/zones", Some("wrong-token-0123456789"), zone)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        post_json(addr, "/api/v1/zones", Some(VIEWER), zone).await.0,
+        403
+    );
+    let bad = zone.replace("2025-01-05", "5 Jan");
+    assert_eq!(
+        post_json(addr, "/api/v1/zones", Some(OPERATOR), &bad)
+            .await
+            .0,
+        400
+    );
+    let (status, body) = post_json(addr, "/api/v1/zones", Some(OPERATOR), zone).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        post_json(addr, "/api/v1/zones", Some(OPERATOR), zone)
+            .await
+            .0,
+        200,
+        "a second save updates"
+    );
+    let zones = get_json(addr, "/api/v1/zones").await;
+    assert_eq!(zones[0]["id"], "centre-lez");
+    assert_eq!(zones[0]["posts_inside"], serde_json::json!(["almaty-001"]));
+    assert_eq!(zones[0]["updated_by"], "duty engineer");
+    let effect = get_json(addr, "/api/v1/zones/centre-lez/effect?quantity=pm2_5").await;
+    assert_eq!(effect[0]["zone"], "centre-lez");
+    assert_eq!(http_get(addr, "/api/v1/zones/nowhere/effect").await.0, 404);
+
+    let targets = get_json(addr, "/api/v1/targets").await.to_string();
+    assert!(
+        targets.contains("002:8883-8901"),
+        "targets carry their seed references"
+    );
+    let rivers = get_json(addr, "/api/v1/rivers").await;
+    assert_eq!(rivers, serde_json::json!([]), "no river posts registered");
+    gateway.running.stop().await;
+}
