@@ -62,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/posts/{post}/readings", get(post_readings))
         .route("/api/v1/posts/{post}/rollups", get(post_rollups))
         .route("/api/v1/live", get(live))
+        .route("/api/v1/latest", get(latest))
+        .route("/api/v1/limits", get(scores::limits))
         .route("/api/v1/scores/city", get(scores::city))
         .route("/api/v1/scores/posts/{post}", get(scores::post))
         .route("/api/v1/targets", get(scores::targets))
@@ -72,6 +74,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
+}
+
+async fn latest(State(s): State<AppState>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    Ok(Json(s.pool.run(read::latest).await?))
 }
 
 async fn list_posts(State(s): State<AppState>) -> Result<Json<Vec<read::PostSummary>>, ApiError> {

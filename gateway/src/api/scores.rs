@@ -89,6 +89,14 @@ pub(super) async fn targets(
     Ok(Json(crate::score::targets(&norms)))
 }
 
+/// The active limit set (µg/m³), for reference lines and map colours.
+pub(super) async fn limits(
+    State(s): State<AppState>,
+) -> Result<Json<crate::score::norms::LimitSet>, ApiError> {
+    let norms = s.scoring.norms().map_err(ScoringError::from)?;
+    Ok(Json(norms.active().clone()))
+}
+
 pub(super) async fn rivers(
     State(s): State<AppState>,
 ) -> Result<Json<Vec<crate::score::RiverStatus>>, ApiError> {

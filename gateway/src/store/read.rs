@@ -455,3 +455,40 @@ pub fn earliest_rollup(conn: &Connection) -> Result<Option<UnixSeconds>, StoreEr
         })?
         .map(UnixSeconds))
 }
+
+/// The newest reading of every (post, quantity), for maps and live panels on first load.
+pub fn latest(conn: &Connection) -> Result<Vec<serde_json::Value>, StoreError> {
+    // One primary-key probe per series: the series come from the (small) daily rollup table.
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.post, s.quantity, r.at, r.value, r.flags
+         FROM (SELECT DISTINCT post, quantity FROM rollup_day) s
+         JOIN readings r ON r.post = s.post AND r.quantity = s.quantity
+          AND r.at = (SELECT max(at) FROM readings WHERE post = s.post AND quantity = s.quantity)
+         ORDER BY s.post, s.quantity",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, f64>(3)?,
+            r.get::<_, u16>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (post, quantity, at, value, flags) = row?;
+        let Some(q) = Quantity::parse(&quantity) else {
+            continue;
+        };
+        out.push(serde_json::json!({
+            "post": post,
+            "quantity": q,
+            "time": rfc3339(UnixSeconds(at)),
+            "value": value,
+            "unit": q.unit().as_str(),
+            "flags": QaFlags(flags).names().collect::<Vec<_>>(),
+        }));
+    }
+    Ok(out)
+}
