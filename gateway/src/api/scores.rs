@@ -32,6 +32,9 @@ impl From<ScoringError> for ApiError {
 #[serde(deny_unknown_fields)]
 pub(super) struct YearQuery {
     year: Option<i32>,
+    /// `summary`: city values, level, ИЗА and trajectory only (no per-post tables), for
+    /// overview pages that must stay light.
+    view: Option<String>,
 }
 
 pub(super) async fn city(
@@ -46,7 +49,22 @@ pub(super) async fn city(
         ));
     }
     let card = s.scoring.city(year).await?;
-    Ok(Json(serde_json::to_value(&*card).unwrap_or_default()))
+    let mut v = serde_json::to_value(&*card).unwrap_or_default();
+    match q.view.as_deref() {
+        None | Some("full") => {}
+        Some("summary") => {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("posts");
+                o.remove("comparisons");
+            }
+        }
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "view must be full or summary, not {other:?}"
+            )))
+        }
+    }
+    Ok(Json(v))
 }
 
 #[derive(Debug, Deserialize)]
