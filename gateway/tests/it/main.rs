@@ -12,8 +12,10 @@
 )]
 
 mod support;
+mod receivers;
 
 mod bad_input;
 mod crash;
+mod delivery;
 mod e2e;
 mod scores;
