@@ -23,6 +23,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// Scoring: norms, limit set, zones.
     pub score: ScoreConfig,
+    /// Alerts: rules, on-call rota, channels.
+    pub alert: crate::alert::AlertConfig,
     /// The post registry.
     pub posts: Vec<PostEntry>,
 }
@@ -138,7 +140,7 @@ impl Default for ApiConfig {
 }
 
 /// Air or river post.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PostKind {
     /// Street air-quality post.
@@ -325,7 +327,7 @@ impl Config {
             // (test switches, for instance) are left alone.
             if !matches!(
                 segments.first().map(String::as_str),
-                Some("mqtt" | "store" | "api" | "score")
+                Some("mqtt" | "store" | "api" | "score" | "alert")
             ) || segments.len() < 2
             {
                 continue;
@@ -363,6 +365,8 @@ impl Config {
                 ));
             }
         }
+        problems.extend(self.alert.oncall.problems());
+        problems.extend(self.alert.channels.validate());
         let mut seen = std::collections::HashSet::new();
         for p in &self.posts {
             if !seen.insert(p.id.clone()) {

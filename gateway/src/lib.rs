@@ -5,6 +5,7 @@
 //! after commit) and the live feed -> `api` (axum, SSE). [`start`] wires the stages and is the
 //! only place that spawns them.
 
+pub mod alert;
 pub mod api;
 pub mod broker;
 pub mod calendar;
@@ -47,6 +48,9 @@ pub enum RunError {
     /// The norms or the zones file cannot be used.
     #[error(transparent)]
     Scoring(#[from] scoring::ScoringError),
+    /// The alert rules cannot be used.
+    #[error(transparent)]
+    Alert(#[from] alert::AlertError),
     /// The HTTP listener or a thread could not start.
     #[error("{context}: {source}")]
     Io {
@@ -155,6 +159,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let (inbound_tx, inbound_rx) = mpsc::channel(INGEST_CHANNEL_CAPACITY);
     let (ack_tx, ack_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
     let (live_tx, _) = broadcast::channel(LIVE_CHANNEL_CAPACITY);
+    let (alert_tx, alert_rx) = mpsc::channel(alert::ALERT_CHANNEL_CAPACITY);
+    let alert::Running {
+        shared: alerts,
+        evaluator,
+        deliverer,
+    } = alert::spawn(
+        config.alert.clone(),
+        &store::db_path(&config.store),
+        registry.clone(),
+        config.store.default_cadence,
+        metrics.clone(),
+        alert_rx,
+        shutdown.clone(),
+    )?;
+    // They stop with the shutdown token; the outbox keeps whatever is undelivered.
+    drop((evaluator, deliverer));
 
     let writer = store::writer::spawn(
         conn,
@@ -163,6 +183,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             metrics: metrics.clone(),
             raw_retention: config.store.raw_retention,
             shutdown: shutdown.clone(),
+            alerts: Some(alert_tx),
         },
         inbound_rx,
         ack_tx,
@@ -204,6 +225,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         metrics: metrics.clone(),
         live: live_tx,
         tokens: std::sync::Arc::new(config.api.tokens.clone()),
+        alerts,
         shutdown: http_stop.clone(),
     });
     // Live events are small writes: without TCP_NODELAY, Nagle plus the client's delayed ACK

@@ -53,6 +53,7 @@ pub struct Metrics {
     mqtt_connected: Gauge,
     mqtt_reconnects: Counter,
     sse_lagged: Counter,
+    delivery: crate::alert::deliver::DeliveryMetrics,
     last_warn_second: Arc<AtomicI64>,
     suppressed_warnings: Arc<AtomicU64>,
 }
@@ -86,6 +87,7 @@ impl Metrics {
             mqtt_connected: Gauge::default(),
             mqtt_reconnects: Counter::default(),
             sse_lagged: Counter::default(),
+            delivery: crate::alert::deliver::DeliveryMetrics::new(),
             last_warn_second: Arc::new(AtomicI64::new(0)),
             suppressed_warnings: Arc::new(AtomicU64::new(0)),
         };
@@ -144,6 +146,7 @@ impl Metrics {
             "Live-feed events dropped for slow SSE clients",
             m.sse_lagged.clone(),
         );
+        m.delivery.register(&mut r);
         for reason in DecodeError::ALL
             .map(RejectReason::Decode)
             .into_iter()
@@ -191,6 +194,11 @@ impl Metrics {
     /// Readings stored so far.
     pub fn readings_stored(&self) -> u64 {
         self.readings_stored.get()
+    }
+
+    /// Alert delivery counters.
+    pub fn delivery(&self) -> &crate::alert::deliver::DeliveryMetrics {
+        &self.delivery
     }
 
     /// Whether the ingest client is connected.

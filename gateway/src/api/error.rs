@@ -22,6 +22,9 @@ pub enum ApiError {
     /// The token's role is too low.
     #[error("{0}")]
     Forbidden(String),
+    /// The request conflicts with the current state (acknowledging a resolved alert).
+    #[error("{0}")]
+    Conflict(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -37,6 +40,7 @@ impl IntoResponse for ApiError {
             Self::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.clone()),
             Self::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
+            Self::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
             Self::Misconfigured(m) => {
                 tracing::error!(error = %m, "API request failed on configuration");
                 (StatusCode::INTERNAL_SERVER_ERROR, m.clone())

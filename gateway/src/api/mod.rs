@@ -2,6 +2,7 @@
 //! readings, `/healthz` and Prometheus `/metrics`. Reads the store through [`ReadPool`] and the
 //! live broadcast; writes nothing yet.
 
+mod alerts;
 mod auth;
 mod error;
 mod scores;
@@ -15,7 +16,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
 use protocol::{PostId, Quantity, UnixSeconds};
@@ -49,6 +50,8 @@ pub struct AppState {
     pub tokens: Arc<Vec<ApiToken>>,
     /// Scores over the store.
     pub scoring: Arc<crate::scoring::Scoring>,
+    /// Alert rules, rota and the delivery wake-up.
+    pub alerts: Arc<crate::alert::Shared>,
     /// Write connection for people's changes (zones).
     pub admin: Arc<crate::store::admin::AdminWriter>,
     /// Cancelled when HTTP stops, so open SSE streams end and graceful shutdown can finish.
@@ -70,6 +73,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rivers", get(scores::rivers))
         .route("/api/v1/zones", get(scores::zones).post(scores::add_zone))
         .route("/api/v1/zones/{zone}/effect", get(scores::zone_effect))
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/{id}", get(alerts::get))
+        .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
+        .route("/api/v1/alerts/{id}/resolve", post(alerts::resolve))
+        .route("/api/v1/alert-rules", get(alerts::rules))
+        .route("/api/v1/outbox", get(alerts::outbox))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })

@@ -5,10 +5,11 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-/// The migrations, index + 1 = the version each produces.
-const MIGRATIONS: &[&str] = &[
+/// The migrations, index + 1 = the version each produces; each is one or more SQL pieces run
+/// in one transaction (a stage that owns tables exports its SQL, like `alert::lifecycle::SCHEMA`).
+const MIGRATIONS: &[&[&str]] = &[
     // 1: registry, raw readings, rollups, post status.
-    r#"
+    &[r#"
     CREATE TABLE posts (
         id          TEXT PRIMARY KEY,
         kind        TEXT NOT NULL,             -- air | river | unregistered
@@ -72,10 +73,10 @@ const MIGRATIONS: &[&str] = &[
         reconnects  INTEGER NOT NULL,
                 received_at INTEGER NOT NULL
     );
-    "#,
+    "#],
     // 2: 20-minute rollups (one-time limits, ПДК м.р., are judged on 20-minute means) and
     // low-emission zones drawn by the department.
-    r#"
+    &[r#"
     CREATE TABLE rollup_20min (
         post         TEXT NOT NULL,
         quantity     TEXT NOT NULL,
@@ -104,12 +105,17 @@ const MIGRATIONS: &[&str] = &[
         updated_at  INTEGER NOT NULL,
                 updated_by  TEXT NOT NULL
     );
-    "#,
+    "#],
     // 3: river gauges' critical levels travel with the registry (JSON of
     // score::input::CriticalLevel), so scores need no config file to judge a river.
-    r#"
+    &[r#"
     ALTER TABLE posts ADD COLUMN critical_level TEXT;
-    "#,
+    "#],
+    // 4: alerts with their history, and the durable notification outbox.
+    &[
+        crate::alert::lifecycle::SCHEMA,
+        crate::alert::outbox::SCHEMA,
+    ],
 ];
 
 /// Newest schema version this build knows.
@@ -124,9 +130,11 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported: VERSION,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (i, pieces) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        for sql in *pieces {
+            tx.execute_batch(sql)?;
+        }
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
         tx.commit()?;
         tracing::info!(version = i + 1, "store schema migrated");
@@ -142,7 +150,9 @@ mod tests {
     fn migration_2_rolls_up_existing_readings_into_20_minute_buckets() {
         let mut conn = Connection::open_in_memory().unwrap();
         let tx = conn.transaction().unwrap();
-        tx.execute_batch(MIGRATIONS[0]).unwrap();
+        for sql in MIGRATIONS[0] {
+            tx.execute_batch(sql).unwrap();
+        }
         tx.pragma_update(None, "user_version", 1).unwrap();
         tx.commit().unwrap();
         // A 60 s post: 10 and 20 at 00:01 and 00:20 (both end inside 00:00-00:20), 99 flagged

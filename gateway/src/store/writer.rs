@@ -37,6 +37,8 @@ pub struct WriterContext {
     pub raw_retention: Option<Duration>,
     /// Cancelled when the gateway stops: failing commits then give up instead of retrying.
     pub shutdown: CancellationToken,
+    /// New readings for the alert evaluator (blocking when full: none may be skipped).
+    pub alerts: Option<mpsc::Sender<Arc<Committed>>>,
 }
 
 /// Starts the writer thread. It ends when `input` is closed and drained.
@@ -87,8 +89,16 @@ fn run(
             }
         }
         for c in committed {
+            let c = Arc::new(c);
+            if let Some(alerts) = &ctx.alerts {
+                if alerts.blocking_send(Arc::clone(&c)).is_err() {
+                    tracing::warn!(
+                        "alert evaluator stopped; readings are stored but no longer evaluated"
+                    );
+                }
+            }
             // No receivers is fine: nobody is watching live.
-            let _ = live.send(Arc::new(c));
+            let _ = live.send(c);
         }
         if let Some(retention) = ctx.raw_retention {
             if last_prune.elapsed() >= PRUNE_EVERY {

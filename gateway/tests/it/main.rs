@@ -11,9 +11,10 @@
     clippy::indexing_slicing
 )]
 
-mod support;
 mod receivers;
+mod support;
 
+mod alerts;
 mod bad_input;
 mod crash;
 mod delivery;
