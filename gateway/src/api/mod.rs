@@ -4,6 +4,7 @@
 
 mod alerts;
 mod auth;
+mod dashboard;
 mod error;
 mod scores;
 
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/outbox", get(alerts::outbox))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
 }
