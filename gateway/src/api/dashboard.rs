@@ -66,6 +66,26 @@ pub(crate) const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_bytes!("../../dashboard/charts.js"),
     },
+    Asset {
+        name: "pages.js",
+        content_type: JS,
+        body: include_bytes!("../../dashboard/pages.js"),
+    },
+    Asset {
+        name: "lang-ru.js",
+        content_type: JS,
+        body: include_bytes!("../../dashboard/lang-ru.js"),
+    },
+    Asset {
+        name: "lang-kk.js",
+        content_type: JS,
+        body: include_bytes!("../../dashboard/lang-kk.js"),
+    },
+    Asset {
+        name: "lang-en.js",
+        content_type: JS,
+        body: include_bytes!("../../dashboard/lang-en.js"),
+    },
 ];
 
 /// The embedded file called `name`, if any.
