@@ -353,18 +353,30 @@ function mapLegend() {
         h('ul', { class: 'shapes' }, h('li', { i18n: 'lvl.marker.air' }), h('li', { i18n: 'lvl.marker.river' })))));
 }
 
-// ---------------------------------------------------------------- alerts (next issue: list + acknowledge)
+// ---------------------------------------------------------------- alerts
+
+const TOKEN_KEY = 'taza.operatorToken';
 
 const Alerts = {
-  /** null when the gateway has no alerts yet (404), else the list. */
-  async fetch(signal) {
-    try { return await api('/api/v1/alerts', signal); } catch (e) {
+  /** null when the gateway has no alerts endpoint (404), else the list. */
+  async fetch(signal, query = '?state=open') {
+    try { return await api(`/api/v1/alerts${query}`, signal); } catch (e) {
       if (e.status === 404) return null;
       throw e;
     }
   },
-  /** Render `items` into `el` (rows of /api/v1/alerts: {id, rule, post, severity, state, message, fired_at, acked_at}). */
-  renderList(el, items) {
+  /** Acknowledges alert `id` with the operator token kept for this browser session. */
+  async ack(id) {
+    const token = sessionStorage.getItem(TOKEN_KEY) || '';
+    const r = await fetch(`/api/v1/alerts/${id}/ack`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } });
+    if (!r.ok) {
+      let msg = `${r.status}`;
+      try { msg = (await r.json()).error || msg; } catch (_) { /* keep the status */ }
+      throw new HttpError(r.status, msg);
+    }
+  },
+  /** Rows of /api/v1/alerts into `el`; `withAck` adds the acknowledge button to firing ones. */
+  renderList(el, items, { withAck = false, highlight = null, onChange = null, emptyKey = 'alerts.empty' } = {}) {
     clear(el);
     if (items == null) {
       el.append(h('div', { class: 'empty-state' },
@@ -372,22 +384,33 @@ const Alerts = {
         h('p', { class: 'muted', i18n: 'alerts.nonedesc' })));
       return;
     }
-    if (!items.length) { el.append(h('p', { class: 'muted', i18n: 'alerts.empty' })); return; }
+    if (!items.length) { el.append(h('p', { class: 'muted', i18n: emptyKey })); return; }
     const ul = h('ul', { class: 'alert-list' });
     for (const a of items) {
-      const since = a.fired_at || a.since;
-      ul.append(h('li', { class: `alert-item sev-${a.severity || 'none'}` },
-        a.severity ? h('span', { class: `tag ${a.severity === 'critical' ? 'bad' : 'warn'}`, text: a.severity }) : null,
-        h('span', { class: 'alert-msg', text: a.message || a.rule || a.id }),
-        a.post ? h('a', { href: `#/post/${encodeURIComponent(a.post)}`, text: a.post }) : null,
-        since ? h('span', { class: 'muted', i18n: 'alerts.since', args: { time: fmtDateTime(since) } }) : null,
-        a.acked_at ? h('span', { class: 'tag ok', i18n: 'alerts.acked' }) : null));
+      const status = h('span', { class: 'alert-status', role: 'status' });
+      const button = withAck && a.state === 'firing'
+        ? h('button', { type: 'button', class: 'btn', dataset: { ack: String(a.id) }, i18n: 'alerts.ack', on: { click: async () => {
+          button.disabled = true; clear(status);
+          try { await Alerts.ack(a.id); if (onChange) onChange(); } catch (e) {
+            button.disabled = false;
+            status.append(h('span', { class: 'error', i18n: e.status === 401 || e.status === 403 ? 'alerts.ackdenied' : 'common.error', args: { msg: e.message } }));
+          }
+        } } })
+        : null;
+      ul.append(h('li', { class: `alert-item sev-${a.severity || 'none'}${highlight === a.id ? ' highlight' : ''}`, id: `alert-${a.id}`, dataset: { alertId: String(a.id), alertState: a.state } },
+        h('span', { class: `tag ${a.severity === 'critical' ? 'bad' : 'warn'}`, i18n: `alerts.sev.${a.severity}` }),
+        h('span', { class: 'alert-msg', text: a.message || a.rule }),
+        h('a', { href: `#/post/${encodeURIComponent(a.post)}`, text: a.post }),
+        h('span', { class: 'muted', i18n: 'alerts.since', args: { time: fmtDateTime(a.fired_at) } }),
+        h('span', { class: `tag ${a.state === 'firing' ? 'bad' : 'ok'}`, i18n: `alerts.state.${a.state}` }),
+        a.acked_by ? h('span', { class: 'muted small', i18n: 'alerts.by', args: { who: a.acked_by } }) : null,
+        button, status));
     }
     el.append(ul);
   },
-  async load(el, signal) {
+  async load(el, signal, opts = {}) {
     el.append(loading());
-    try { this.renderList(el, await this.fetch(signal)); } catch (e) {
+    try { this.renderList(el, await this.fetch(signal, opts.query), opts); } catch (e) {
       if (e.name === 'AbortError') return;
       clear(el); el.append(errorBox(e));
     }
@@ -499,7 +522,7 @@ function latestTarget(traj, metric) {
 async function loadCity(box, signal) {
   let card;
   try {
-    card = await api('/api/v1/scores/city', signal);
+    card = await api('/api/v1/scores/city?view=summary', signal);
   } catch (e) {
     if (e.name === 'AbortError') return;
     clear(box); box.append(errorBox(e)); box.dataset.loaded = 'true';
@@ -553,12 +576,29 @@ async function loadCity(box, signal) {
 }
 
 // ---- alerts
-async function pageAlerts(ctx) {
+async function pageAlerts(ctx, id) {
   const { root } = pageRoot('alerts', 'alerts.title');
   ctx.mount(root);
-  const box = h('div', { class: 'alerts-panel', 'aria-live': 'polite' });
-  root.append(card(null, box));
-  await Alerts.load(box, ctx.signal);
+  const highlight = id ? Number(id) : null;
+  const token = h('input', { type: 'password', id: 'operator-token', autocomplete: 'off', value: sessionStorage.getItem(TOKEN_KEY) || '',
+    on: { change: (ev) => sessionStorage.setItem(TOKEN_KEY, ev.target.value.trim()) } });
+  const active = h('div', { class: 'alerts-panel', 'aria-live': 'polite' });
+  const recent = h('div', { class: 'alerts-panel' });
+  const reload = async () => {
+    clear(active); clear(recent);
+    await Promise.all([
+      Alerts.load(active, ctx.signal, { query: '?state=open', withAck: true, highlight, onChange: reload }),
+      Alerts.load(recent, ctx.signal, { query: '?state=resolved&limit=50', highlight, emptyKey: 'alerts.emptyrecent' }),
+    ]);
+  };
+  root.append(
+    card('alerts.active', active),
+    card('alerts.recent', recent),
+    card('alerts.tokentitle', h('div', { class: 'token-row' },
+      h('label', { for: 'operator-token', i18n: 'alerts.token' }), token,
+      h('p', { class: 'muted small', i18n: 'alerts.tokenhelp' }))));
+  await reload();
+  if (highlight) document.getElementById(`alert-${highlight}`)?.scrollIntoView({ block: 'center' });
   root.dataset.loaded = 'true';
 }
 
@@ -574,6 +614,7 @@ const ROUTES = [
   [/^#\/zones$/, 'zones', lazy('pageZones')],
   [/^#\/rivers$/, 'rivers', lazy('pageRivers')],
   [/^#\/alerts$/, 'alerts', pageAlerts],
+  [/^#\/alerts\/(\d+)$/, 'alerts', pageAlerts],
 ];
 
 let active = null;

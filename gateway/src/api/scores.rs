@@ -54,8 +54,25 @@ pub(super) async fn city(
         None | Some("full") => {}
         Some("summary") => {
             if let Some(o) = v.as_object_mut() {
-                o.remove("posts");
                 o.remove("comparisons");
+                // Per post only the annual means (an overview shows an indicative city value
+                // from them while the year has too little data for a valid one).
+                if let Some(serde_json::Value::Array(posts)) = o.get_mut("posts") {
+                    for p in posts.iter_mut() {
+                        if let Some(pollutants) =
+                            p.get_mut("pollutants").and_then(|x| x.as_array_mut())
+                        {
+                            for q in pollutants.iter_mut() {
+                                if let Some(q) = q.as_object_mut() {
+                                    q.retain(|k, _| k == "quantity" || k == "annual");
+                                }
+                            }
+                        }
+                        if let Some(p) = p.as_object_mut() {
+                            p.retain(|k, _| k == "post" || k == "pollutants");
+                        }
+                    }
+                }
             }
         }
         Some(other) => {
