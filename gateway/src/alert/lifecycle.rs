@@ -316,6 +316,11 @@ pub enum Outcome {
     AlreadyDone,
 }
 
+fn state_of(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<Option<String>> {
+    tx.query_row("SELECT state FROM alerts WHERE id = ?1", [id], |r| r.get(0))
+        .optional()
+}
+
 /// A person acknowledges: escalation stops; the alert stays open until its condition clears.
 pub fn acknowledge(
     tx: &Transaction<'_>,
@@ -323,10 +328,7 @@ pub fn acknowledge(
     by: &str,
     now: UnixSeconds,
 ) -> rusqlite::Result<Outcome> {
-    let state: Option<String> = tx
-        .query_row("SELECT state FROM alerts WHERE id = ?1", [id], |r| r.get(0))
-        .optional()?;
-    match state.as_deref() {
+    match state_of(tx, id)?.as_deref() {
         None => Ok(Outcome::NotFound),
         Some("firing") => {
             tx.execute("UPDATE alerts SET state = 'acknowledged', acked_at = ?2, acked_by = ?3 WHERE id = ?1", params![id, now.0, by])?;
@@ -345,10 +347,7 @@ pub fn resolve(
     by: &str,
     now: UnixSeconds,
 ) -> rusqlite::Result<Outcome> {
-    let state: Option<String> = tx
-        .query_row("SELECT state FROM alerts WHERE id = ?1", [id], |r| r.get(0))
-        .optional()?;
-    match state.as_deref() {
+    match state_of(tx, id)?.as_deref() {
         None => Ok(Outcome::NotFound),
         Some("resolved") => Ok(Outcome::AlreadyDone),
         Some(_) => {

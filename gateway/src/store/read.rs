@@ -403,14 +403,21 @@ pub fn post_series(
 
     use crate::score::input::{HourlyMean, QuantitySeries, TwentyMinuteMean};
     let mut by_key: HashMap<(String, Quantity), QuantitySeries> = HashMap::new();
-    for b in buckets(conn, Resolution::Hour, quantities, from, to)? {
+    fn series(
+        by_key: &mut HashMap<(String, Quantity), QuantitySeries>,
+        post: String,
+        quantity: Quantity,
+    ) -> &mut QuantitySeries {
         by_key
-            .entry((b.post, b.quantity))
+            .entry((post, quantity))
             .or_insert_with(|| QuantitySeries {
-                quantity: b.quantity,
+                quantity,
                 hourly: Vec::new(),
                 twenty_minute: Vec::new(),
             })
+    }
+    for b in buckets(conn, Resolution::Hour, quantities, from, to)? {
+        series(&mut by_key, b.post, b.quantity)
             .hourly
             .push(HourlyMean {
                 start: b.start,
@@ -421,13 +428,7 @@ pub fn post_series(
             });
     }
     for b in buckets(conn, Resolution::TwentyMinutes, quantities, from, to)? {
-        by_key
-            .entry((b.post, b.quantity))
-            .or_insert_with(|| QuantitySeries {
-                quantity: b.quantity,
-                hourly: Vec::new(),
-                twenty_minute: Vec::new(),
-            })
+        series(&mut by_key, b.post, b.quantity)
             .twenty_minute
             .push(TwentyMinuteMean {
                 start: b.start,
