@@ -18,6 +18,10 @@ use crate::calendar::{hour_start, LocalDay};
 use crate::pipeline::Reading;
 
 const HOUR_S: i64 = 3600;
+/// How a stored bucket absorbs a group's aggregate: counts and sums add, extremes widen. One
+/// rule for every resolution, so hourly, 20-minute and daily rollups can never disagree.
+const MERGE: &str = "count = count + excluded.count, weighted_sum = weighted_sum + excluded.weighted_sum, \
+     covered_s = covered_s + excluded.covered_s, min = min(min, excluded.min), max = max(max, excluded.max)";
 /// One-time limits (ПДК м.р.) are judged on 20-minute means.
 const TWENTY_MIN_S: i64 = 1200;
 
@@ -98,14 +102,11 @@ impl Rollups {
 
     /// Upserts every touched bucket.
     pub(super) fn flush(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
-        let mut twenty = tx.prepare_cached(
+        let mut twenty = tx.prepare_cached(&format!(
             "INSERT INTO rollup_20min (post, quantity, start, count, weighted_sum, covered_s, min, max)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (post, quantity, start) DO UPDATE SET
-               count = count + excluded.count, weighted_sum = weighted_sum + excluded.weighted_sum,
-               covered_s = covered_s + excluded.covered_s,
-               min = min(min, excluded.min), max = max(max, excluded.max)",
-        )?;
+             ON CONFLICT (post, quantity, start) DO UPDATE SET {MERGE}"
+        ))?;
         for ((post, q, start), a) in self.twenty_minutes.drain() {
             twenty.execute(params![
                 post.as_str(),
@@ -118,14 +119,11 @@ impl Rollups {
                 a.max
             ])?;
         }
-        let mut hour = tx.prepare_cached(
+        let mut hour = tx.prepare_cached(&format!(
             "INSERT INTO rollup_hour (post, quantity, start, count, weighted_sum, covered_s, min, max, expected)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT (post, quantity, start) DO UPDATE SET
-               count = count + excluded.count, weighted_sum = weighted_sum + excluded.weighted_sum,
-               covered_s = covered_s + excluded.covered_s,
-               min = min(min, excluded.min), max = max(max, excluded.max)",
-        )?;
+             ON CONFLICT (post, quantity, start) DO UPDATE SET {MERGE}"
+        ))?;
         for ((post, q, start), a) in self.hours.drain() {
             hour.execute(params![
                 post.as_str(),
@@ -139,14 +137,11 @@ impl Rollups {
                 a.expected
             ])?;
         }
-        let mut day = tx.prepare_cached(
+        let mut day = tx.prepare_cached(&format!(
             "INSERT INTO rollup_day (post, quantity, day, start, end_at, count, weighted_sum, covered_s, min, max, expected)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (post, quantity, day) DO UPDATE SET
-               count = count + excluded.count, weighted_sum = weighted_sum + excluded.weighted_sum,
-               covered_s = covered_s + excluded.covered_s,
-               min = min(min, excluded.min), max = max(max, excluded.max)",
-        )?;
+             ON CONFLICT (post, quantity, day) DO UPDATE SET {MERGE}"
+        ))?;
         for ((post, q, d), a) in self.days.drain() {
             day.execute(params![
                 post.as_str(),
