@@ -25,6 +25,8 @@ pub struct Config {
     pub score: ScoreConfig,
     /// Alerts: rules, on-call rota, channels.
     pub alert: crate::alert::AlertConfig,
+    /// Long-term stores readings are copied to (`[sink.influxdb]`).
+    pub sink: crate::sink::SinkConfig,
     /// The post registry.
     pub posts: Vec<PostEntry>,
 }
@@ -327,7 +329,7 @@ impl Config {
             // (test switches, for instance) are left alone.
             if !matches!(
                 segments.first().map(String::as_str),
-                Some("mqtt" | "store" | "api" | "score" | "alert")
+                Some("mqtt" | "store" | "api" | "score" | "alert" | "sink")
             ) || segments.len() < 2
             {
                 continue;
@@ -367,6 +369,9 @@ impl Config {
         }
         problems.extend(self.alert.oncall.problems());
         problems.extend(self.alert.channels.validate());
+        if let Some(influx) = &self.sink.influxdb {
+            problems.extend(influx.problems());
+        }
         let mut seen = std::collections::HashSet::new();
         for p in &self.posts {
             if !seen.insert(p.id.clone()) {

@@ -17,6 +17,7 @@ pub mod registry;
 pub mod score;
 pub mod scoring;
 pub mod secret;
+pub mod sink;
 pub mod store;
 pub mod telemetry;
 
@@ -51,6 +52,9 @@ pub enum RunError {
     /// The alert rules cannot be used.
     #[error(transparent)]
     Alert(#[from] alert::AlertError),
+    /// The InfluxDB sink could not start.
+    #[error(transparent)]
+    Sink(#[from] sink::SinkError),
     /// The HTTP listener or a thread could not start.
     #[error("{context}: {source}")]
     Io {
@@ -176,6 +180,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     // They stop with the shutdown token; the outbox keeps whatever is undelivered.
     drop((evaluator, deliverer));
 
+    // Before the writer: a missing token file stops the start here, with nothing yet queued.
+    let sink = match &config.sink.influxdb {
+        Some(influx) => Some(sink::spawn(
+            influx.clone(),
+            &store::db_path(&config.store),
+            metrics.sink().clone(),
+            shutdown.clone(),
+        )?),
+        None => None,
+    };
     let writer = store::writer::spawn(
         conn,
         store::writer::WriterContext {
@@ -184,6 +198,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             raw_retention: config.store.raw_retention,
             shutdown: shutdown.clone(),
             alerts: Some(alert_tx),
+            sink_enabled: config.sink.influxdb.is_some(),
         },
         inbound_rx,
         ack_tx,
@@ -252,6 +267,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         deadline,
         ingest,
         writer,
+        sink,
         http_stop,
         server,
     ));
@@ -271,6 +287,7 @@ async fn supervise(
     deadline: Duration,
     ingest: JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
+    sink: Option<JoinHandle<()>>,
     http_stop: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
 ) {
@@ -281,6 +298,12 @@ async fn supervise(
     let joined = tokio::task::spawn_blocking(move || writer.join());
     if tokio::time::timeout(deadline, joined).await.is_err() {
         tracing::warn!("store writer did not stop within the deadline");
+    }
+    // After the writer, so its last commit is in the sink's final flush.
+    if let Some(sink) = sink {
+        if tokio::time::timeout(deadline, sink).await.is_err() {
+            tracing::warn!("InfluxDB sink did not stop within the deadline");
+        }
     }
     http_stop.cancel();
     match tokio::time::timeout(deadline, server).await {

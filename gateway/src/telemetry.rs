@@ -54,6 +54,7 @@ pub struct Metrics {
     mqtt_reconnects: Counter,
     sse_lagged: Counter,
     delivery: crate::alert::deliver::DeliveryMetrics,
+    sink: crate::sink::SinkMetrics,
     last_warn_second: Arc<AtomicI64>,
     suppressed_warnings: Arc<AtomicU64>,
 }
@@ -88,6 +89,7 @@ impl Metrics {
             mqtt_reconnects: Counter::default(),
             sse_lagged: Counter::default(),
             delivery: crate::alert::deliver::DeliveryMetrics::new(),
+            sink: crate::sink::SinkMetrics::new(),
             last_warn_second: Arc::new(AtomicI64::new(0)),
             suppressed_warnings: Arc::new(AtomicU64::new(0)),
         };
@@ -147,6 +149,7 @@ impl Metrics {
             m.sse_lagged.clone(),
         );
         m.delivery.register(&mut r);
+        m.sink.register(&mut r);
         for reason in DecodeError::ALL
             .map(RejectReason::Decode)
             .into_iter()
@@ -199,6 +202,11 @@ impl Metrics {
     /// Alert delivery counters.
     pub fn delivery(&self) -> &crate::alert::deliver::DeliveryMetrics {
         &self.delivery
+    }
+
+    /// InfluxDB sink health.
+    pub fn sink(&self) -> &crate::sink::SinkMetrics {
+        &self.sink
     }
 
     /// Whether the ingest client is connected.

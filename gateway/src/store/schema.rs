@@ -116,6 +116,8 @@ const MIGRATIONS: &[&[&str]] = &[
         crate::alert::lifecycle::SCHEMA,
         crate::alert::outbox::SCHEMA,
     ],
+    // 5: the queue of readings not yet confirmed by the long-term store (InfluxDB).
+    &[crate::sink::queue::SCHEMA],
 ];
 
 /// Newest schema version this build knows.

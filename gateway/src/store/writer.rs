@@ -39,6 +39,9 @@ pub struct WriterContext {
     pub shutdown: CancellationToken,
     /// New readings for the alert evaluator (blocking when full: none may be skipped).
     pub alerts: Option<mpsc::Sender<Arc<Committed>>>,
+    /// Queue new readings for the long-term store (`sink_queue`); false when no sink is
+    /// configured, so such installations write nothing extra.
+    pub sink_enabled: bool,
 }
 
 /// Starts the writer thread. It ends when `input` is closed and drained.
@@ -120,7 +123,7 @@ fn commit_with_retry(
     let mut backoff = Duration::from_millis(50);
     loop {
         let started = Instant::now();
-        match commit(conn, &ctx.registry, group) {
+        match commit(conn, &ctx.registry, ctx.sink_enabled, group) {
             Ok((committed, stats)) => {
                 ReadingsCommitted {
                     duration: started.elapsed(),
@@ -149,6 +152,7 @@ fn commit_with_retry(
 fn commit(
     conn: &mut Connection,
     registry: &Registry,
+    sink_enabled: bool,
     group: &[Inbound],
 ) -> rusqlite::Result<(Vec<Committed>, ReadingsCommitted)> {
     let received_at = calendar::now().0;
@@ -193,6 +197,17 @@ fn commit(
                             continue;
                         }
                         stats.stored += 1;
+                        // Same transaction: queued exactly when stored.
+                        if sink_enabled {
+                            crate::sink::queue::enqueue(
+                                &tx,
+                                post.as_str(),
+                                r.quantity.as_str(),
+                                r.at.0,
+                                r.value,
+                                r.flags.0,
+                            )?;
+                        }
                         if r.flags.is_valid_for_means() {
                             rollups.add(post, r, cadence);
                         }

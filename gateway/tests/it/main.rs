@@ -20,3 +20,4 @@ mod crash;
 mod delivery;
 mod e2e;
 mod scores;
+mod sink;

@@ -1,0 +1,379 @@
+//! The InfluxDB 2 sink against a real receiver: Debian's VictoriaMetrics, which accepts
+//! InfluxDB's `/api/v2/write` and names each series `<measurement>_<field>`.
+//!
+//! Without the `victoria-metrics` binary these tests print a loud SKIPPED banner, or fail when
+//! `TAZA_REQUIRE_VICTORIA=1` (CI sets it after `apt-get install victoria-metrics`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use protocol::{Quantity, UnixSeconds};
+use taza_gateway::config::{Config, PostEntry, PostKind};
+use taza_gateway::sink::InfluxConfig;
+
+use crate::support::*;
+
+/// Finds Debian's victoria-metrics. `None` means skip (after a loud banner) unless CI requires it.
+fn victoria_binary(test: &str) -> Option<PathBuf> {
+    let candidates = [
+        PathBuf::from("/usr/bin/victoria-metrics"),
+        PathBuf::from("/usr/sbin/victoria-metrics"),
+    ];
+    if let Some(p) = candidates.into_iter().find(|p| p.exists()) {
+        return Some(p);
+    }
+    if std::env::var("TAZA_REQUIRE_VICTORIA").is_ok_and(|v| v == "1") {
+        panic!("{test}: TAZA_REQUIRE_VICTORIA=1 but victoria-metrics is not installed (apt-get install victoria-metrics)");
+    }
+    loud(&format!(
+        "SKIPPED {test}: victoria-metrics not installed (CI installs it; apt-get install victoria-metrics)"
+    ));
+    None
+}
+
+/// A VictoriaMetrics process on a free port with its data in a temp dir (kept across restarts).
+struct Victoria {
+    binary: PathBuf,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Victoria {
+    fn start(binary: &Path) -> Self {
+        let mut v = Self {
+            binary: binary.to_path_buf(),
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        v.spawn();
+        v
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(&self.binary)
+            .arg(format!("-httpListenAddr={}", self.addr))
+            .arg(format!("-storageDataPath={}", self.dir.path().display()))
+            // Data is searchable at once instead of after the default 30 s.
+            .arg("-search.latencyOffset=0s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(s) = std::net::TcpStream::connect(self.addr) {
+                drop(s);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "victoria-metrics did not listen on {}",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Graceful stop (SIGTERM flushes its buffers to disk).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, "TERM");
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `(labels without __name__, [(timestamp ms, value)])` of every series whose name matches
+    /// `name_regex`.
+    async fn export(
+        &self,
+        name_regex: &str,
+    ) -> Vec<(String, BTreeMap<String, String>, Vec<(i64, f64)>)> {
+        let selector = format!("{{__name__=~\"{name_regex}\"}}");
+        let path = format!(
+            "/api/v1/export?match[]={}&start=0",
+            percent_encode(&selector)
+        );
+        let (status, body) = http_get(self.addr, &path).await;
+        assert_eq!(status, 200, "export: {body}");
+        body.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let mut labels: BTreeMap<String, String> = v["metric"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                    .collect();
+                let name = labels.remove("__name__").unwrap();
+                let ts = v["timestamps"].as_array().unwrap();
+                let vals = v["values"].as_array().unwrap();
+                let points = ts
+                    .iter()
+                    .zip(vals)
+                    .map(|(t, x)| (t.as_i64().unwrap(), x.as_f64().unwrap()))
+                    .collect();
+                (name, labels, points)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Victoria {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn sink_config(dir: &Path, posts: Vec<PostEntry>, url: String) -> Config {
+    let mut c = test_config(dir, posts, None);
+    c.sink.influxdb = Some(InfluxConfig {
+        url,
+        org: "akimat".into(),
+        bucket: "taza".into(),
+        token: Some(taza_gateway::secret::SecretString::new("test-token")),
+        token_file: None,
+        batch_size: 50,
+        flush_every: Duration::from_millis(100),
+        request_timeout: Duration::from_secs(5),
+        retry_initial: Duration::from_millis(100),
+        retry_max: Duration::from_millis(500),
+    });
+    c
+}
+
+fn river_post(id: &str) -> PostEntry {
+    PostEntry {
+        id: post(id),
+        kind: PostKind::River,
+        name: format!("test {id}"),
+        latitude: 43.2,
+        longitude: 76.95,
+        district: None,
+        river: Some("Малая Алматинка".into()),
+        sensors: vec![Quantity::WaterLevel],
+        cadence: Some(Duration::from_secs(60)),
+        critical_level: None,
+    }
+}
+
+/// A recent minute boundary: VictoriaMetrics keeps a month by default.
+fn recent_start() -> i64 {
+    let now = taza_gateway::calendar::now().0;
+    now - now % 60 - 6 * 3600
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_arrive_with_the_documented_schema() {
+    let Some(bin) = victoria_binary("readings_arrive_with_the_documented_schema") else {
+        return;
+    };
+    let vm = Victoria::start(&bin);
+    let dir = tempfile::tempdir().unwrap();
+    let mut air = air_post("alm-sink-1");
+    air.district = Some("Алмалинский район".into());
+    let config = sink_config(dir.path(), vec![air, river_post("mal-1")], vm.url());
+    let gw = start_gateway(config).await;
+    let t0 = recent_start();
+    let mut humid = m_at(Quantity::Humidity, 40.0, UnixSeconds(t0 + 60));
+    humid.flags = protocol::QaFlags(4);
+    publish_all(
+        gw.mqtt_port,
+        vec![
+            (
+                telemetry_topic("alm-sink-1"),
+                cbor(
+                    "alm-sink-1",
+                    &[
+                        m_at(Quantity::Pm2_5, 12.5, UnixSeconds(t0)),
+                        m_at(Quantity::No2, 81.0, UnixSeconds(t0)),
+                        humid,
+                        m_at(Quantity::SupplyVoltage, 3.7, UnixSeconds(t0)),
+                    ],
+                ),
+            ),
+            (
+                telemetry_topic("mal-1"),
+                cbor(
+                    "mal-1",
+                    &[m_at(Quantity::WaterLevel, 102.0, UnixSeconds(t0))],
+                ),
+            ),
+        ],
+    )
+    .await;
+
+    let metrics = gw.running.metrics.clone();
+    wait_until("five points written", Duration::from_secs(20), || {
+        let m = metrics.clone();
+        async move { m.sink().points_written() == 5 }
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let all = loop {
+        let all = vm.export("(air|climate|water|device)_.*").await;
+        if all.len() == 10 {
+            break all;
+        }
+        assert!(Instant::now() < deadline, "expected 10 series, got {all:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let find = |name: &str, quantity: &str| {
+        all.iter()
+            .find(|(n, l, _)| n == name && l.get("quantity").map(String::as_str) == Some(quantity))
+            .unwrap_or_else(|| panic!("no {name} for {quantity} in {all:?}"))
+    };
+    let (_, labels, points) = find("air_value", "pm2_5");
+    assert_eq!(labels.get("post").map(String::as_str), Some("alm-sink-1"));
+    assert_eq!(labels.get("kind").map(String::as_str), Some("air"));
+    assert_eq!(
+        labels.get("district").map(String::as_str),
+        Some("Алмалинский район"),
+        "escaped space survives"
+    );
+    assert!(!labels.contains_key("river"));
+    assert_eq!(points, &[(t0 * 1000, 12.5)]);
+    assert_eq!(find("air_value", "no2").2, [(t0 * 1000, 81.0)]);
+    assert_eq!(find("air_flags", "pm2_5").2, [(t0 * 1000, 0.0)]);
+    assert_eq!(
+        find("climate_value", "humidity").2,
+        [((t0 + 60) * 1000, 40.0)]
+    );
+    assert_eq!(
+        find("climate_flags", "humidity").2,
+        [((t0 + 60) * 1000, 4.0)]
+    );
+    assert_eq!(find("device_value", "supply_voltage").2, [(t0 * 1000, 3.7)]);
+    let (_, labels, points) = find("water_value", "water_level");
+    assert_eq!(
+        labels.get("river").map(String::as_str),
+        Some("Малая Алматинка")
+    );
+    assert_eq!(labels.get("kind").map(String::as_str), Some("river"));
+    assert!(!labels.contains_key("district"));
+    assert_eq!(points, &[(t0 * 1000, 102.0)]);
+
+    let body = http_get(gw.running.http_addr, "/metrics").await.1;
+    assert!(
+        body.contains("taza_sink_influxdb_points_written_total 5"),
+        "{body}"
+    );
+    assert!(!body.contains("test-token"));
+    gw.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_loses_nothing_and_duplicates_nothing() {
+    let Some(bin) = victoria_binary("an_outage_loses_nothing_and_duplicates_nothing") else {
+        return;
+    };
+    let mut vm = Victoria::start(&bin);
+    let dir = tempfile::tempdir().unwrap();
+    let posts: Vec<_> = (0..3).map(|i| air_post(&format!("out-{i}"))).collect();
+    let config = sink_config(dir.path(), posts, vm.url());
+    let gw = start_gateway(config).await;
+    let t0 = recent_start();
+    // 3 posts x 2 quantities x 120 minutes, published in 4 waves of 30 minutes.
+    let wave = |w: i64| -> Vec<(String, Vec<u8>)> {
+        let mut msgs = Vec::new();
+        for p in 0..3 {
+            let id = format!("out-{p}");
+            for minute in (w * 30)..(w * 30 + 30) {
+                let at = UnixSeconds(t0 + minute * 60);
+                let readings = [
+                    m_at(Quantity::Pm2_5, (p * 1000 + minute) as f64, at),
+                    m_at(Quantity::No2, (p * 1000 + minute) as f64 + 0.5, at),
+                ];
+                msgs.push((telemetry_topic(&id), cbor(&id, &readings)));
+            }
+        }
+        msgs
+    };
+    let total = 3 * 2 * 120;
+    let metrics = gw.running.metrics.clone();
+
+    publish_all(gw.mqtt_port, wave(0)).await;
+    wait_until("first wave written", Duration::from_secs(20), || {
+        let m = metrics.clone();
+        async move { m.sink().points_written() >= 180 }
+    })
+    .await;
+    // Mid-stream: the second wave is in flight to InfluxDB while it goes away.
+    let publishing = tokio::spawn(publish_all(gw.mqtt_port, wave(1)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    vm.stop();
+    publishing.await.unwrap();
+    publish_all(gw.mqtt_port, wave(2)).await;
+    wait_until(
+        "writes failing and readings queued",
+        Duration::from_secs(20),
+        || {
+            let m = metrics.clone();
+            async move { m.sink().consecutive_failures() >= 2 && m.sink().backlog() > 0 }
+        },
+    )
+    .await;
+    assert!(metrics.sink().points_written() < total as u64);
+    publish_all(gw.mqtt_port, wave(3)).await;
+
+    vm.spawn();
+    wait_until("backlog drained", Duration::from_secs(60), || {
+        let m = metrics.clone();
+        async move { m.sink().backlog() == 0 && m.sink().points_written() >= total as u64 }
+    })
+    .await;
+    assert_eq!(metrics.sink().consecutive_failures(), 0);
+
+    // Every (post, quantity, time) exactly once, with its value.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let mut seen: BTreeMap<(String, String, i64), Vec<f64>> = BTreeMap::new();
+        for (_, labels, points) in vm.export("air_value").await {
+            for (t, v) in points {
+                seen.entry((labels["post"].clone(), labels["quantity"].clone(), t))
+                    .or_default()
+                    .push(v);
+            }
+        }
+        if seen.len() == total {
+            break seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {total} readings searchable",
+            seen.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for ((post, quantity, t), values) in &seen {
+        let p: i64 = post.trim_start_matches("out-").parse().unwrap();
+        let minute = (t / 1000 - t0) / 60;
+        let want = (p * 1000 + minute) as f64 + if quantity == "no2" { 0.5 } else { 0.0 };
+        assert_eq!(values, &[want], "{post} {quantity} at {t}");
+    }
+    gw.running.stop().await;
+}
