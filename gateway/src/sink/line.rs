@@ -14,6 +14,9 @@ use protocol::Quantity;
 /// Field names every point carries: the value in the quantity's unit, and the QA bits.
 pub const FIELDS: [&str; 2] = ["value", "flags"];
 
+/// Tag keys a point may carry (`district` on air posts, `river` on river posts, the rest always).
+pub const TAGS: [&str; 5] = ["district", "kind", "post", "quantity", "river"];
+
 /// The measurement (quantity family) a quantity is written under.
 ///
 /// The dashboards test calls this over `Quantity::ALL` to learn the measurements that exist.
@@ -148,6 +151,20 @@ mod tests {
         for (q, m) in cases {
             assert_eq!(measurement(q), m, "{q}");
         }
+    }
+
+    #[test]
+    fn every_tag_written_is_listed_in_tags() {
+        let mut p = air("p", Some("d"));
+        p.river = Some("r");
+        let l = line(&p);
+        let head = l.split(' ').next().unwrap();
+        let keys: Vec<&str> = head
+            .split(',')
+            .skip(1)
+            .map(|kv| kv.split('=').next().unwrap())
+            .collect();
+        assert_eq!(keys, TAGS);
     }
 
     #[test]

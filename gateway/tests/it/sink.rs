@@ -377,3 +377,115 @@ async fn an_outage_loses_nothing_and_duplicates_nothing() {
     }
     gw.running.stop().await;
 }
+
+/// Every Flux query in `dashboards/*.json` filters on measurements, fields, tags and quantities
+/// the sink really writes: taken from the sink's own mapping, not a copied list.
+#[test]
+fn dashboards_query_only_what_the_sink_writes() {
+    use taza_gateway::sink::line::{measurement, FIELDS, TAGS};
+
+    fn queries(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match v.as_str() {
+                        Some(s)
+                            if k == "query"
+                                && (s.contains("from(bucket") || s.contains("schema.")) =>
+                        {
+                            out.push(s.to_string());
+                        }
+                        _ => queries(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| queries(i, out)),
+            _ => {}
+        }
+    }
+    /// The string literals compared with `r.{key}` (`r.{key} == "…"`).
+    fn literals(query: &str, key: &str) -> Vec<String> {
+        let needle = format!("r.{key} == \"");
+        query
+            .match_indices(&needle)
+            .map(|(i, _)| {
+                let rest = &query[i + needle.len()..];
+                rest[..rest.find('"').unwrap()].to_string()
+            })
+            .collect()
+    }
+
+    let measurements: Vec<&str> = Quantity::ALL.iter().map(|q| measurement(*q)).collect();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["overview", "post", "targets"]);
+    let mut checked = 0;
+    for file in &files {
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let mut qs = Vec::new();
+        queries(&json, &mut qs);
+        assert!(!qs.is_empty(), "{} has no Flux query", file.display());
+        for q in qs {
+            let what = format!("{}: {q}", file.display());
+            // Bracket access would slip past the checks below.
+            assert!(!q.contains("r[\""), "use r.key in {what}");
+            // Tag-value lookups (schema.tagValues) name a tag, not a measurement.
+            if q.contains("schema.tagValues") {
+                for tag in literals(&q.replace("tag: \"", "r.tag == \""), "tag") {
+                    assert!(TAGS.contains(&tag.as_str()), "tag {tag} in {what}");
+                }
+                checked += 1;
+                continue;
+            }
+            let ms = literals(&q, "_measurement");
+            assert!(!ms.is_empty(), "no _measurement filter in {what}");
+            for m in &ms {
+                assert!(
+                    measurements.contains(&m.as_str()),
+                    "measurement {m} in {what}"
+                );
+            }
+            let fields = literals(&q, "_field");
+            assert!(!fields.is_empty(), "no _field filter in {what}");
+            for f in &fields {
+                assert!(FIELDS.contains(&f.as_str()), "field {f} in {what}");
+            }
+            for quantity in literals(&q, "quantity") {
+                let parsed = Quantity::parse(&quantity)
+                    .unwrap_or_else(|| panic!("quantity {quantity} in {what}"));
+                assert!(
+                    ms.iter().any(|m| m == measurement(parsed)),
+                    "{quantity} is written under {}, not {ms:?}: {what}",
+                    measurement(parsed)
+                );
+            }
+            // Every `r.x` a filter reads is a tag, a field pivoted into a column, or a
+            // Flux column.
+            for (i, _) in q.match_indices("r.") {
+                let key: String = q[i + 2..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let known = TAGS.contains(&key.as_str())
+                    || FIELDS.contains(&key.as_str())
+                    || ["_measurement", "_field", "_value", "_time"].contains(&key.as_str());
+                if i > 0 && q.as_bytes()[i - 1].is_ascii_alphanumeric() {
+                    continue; // part of a longer word (e.g. "bitwise.uand(... r.flags")
+                }
+                assert!(known, "r.{key} in {what}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} queries checked");
+}
