@@ -1,0 +1,796 @@
+//! The deployment bundle in `deploy/`, checked with the real tools: Debian's Mosquitto runs the
+//! shipped ACL and a password file made by the shipped script, `systemd-analyze verify` reads the
+//! unit, `kubectl` parses the manifests, `docker-compose` validates the compose file, and the
+//! shipped `taza.toml` loads and validates with the gateway's own config code.
+//!
+//! A check whose tool is missing prints a loud SKIPPED banner, or fails when
+//! `TAZA_REQUIRE_DEPLOY_TOOLS=1` (CI: `apt-get install mosquitto systemd docker-compose`, plus
+//! kubectl).
+// Test code: a failed expectation is the report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
+    SubscribeReasonCode,
+};
+use tokio::sync::mpsc;
+
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+const MOSQUITTO_PASSWD: &str = "/usr/bin/mosquitto_passwd";
+const SYSTEMD_ANALYZE: &str = "/usr/bin/systemd-analyze";
+const KUBECTL: &str = "/usr/bin/kubectl";
+const DOCKER_COMPOSE: &str = "/usr/bin/docker-compose";
+const OPENSSL: &str = "/usr/bin/openssl";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn read(rel: &str) -> String {
+    let path = repo().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Whether every tool exists; when one does not, panics if CI requires the tools
+/// (`TAZA_REQUIRE_DEPLOY_TOOLS=1`), else prints a loud SKIPPED banner and returns false.
+fn tools_available(test: &str, tools: &[&str], install: &str) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| !Path::new(t).exists())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("TAZA_REQUIRE_DEPLOY_TOOLS").as_deref() != Ok("1"),
+        "{test}: TAZA_REQUIRE_DEPLOY_TOOLS=1 but {missing:?} missing ({install})"
+    );
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "\n######## SKIPPED {test}: {missing:?} not installed ({install}; CI installs it) ########\n"
+    );
+    false
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `deploy/mosquitto/make-passwords.sh` for `posts` and returns (user, password) pairs.
+fn make_passwords(dir: &Path, posts: &[&str]) -> Vec<(String, String)> {
+    let list = dir.join("posts.txt");
+    std::fs::write(&list, format!("# test posts\n\n{}\n", posts.join("\n"))).unwrap();
+    let out = Command::new("sh")
+        .arg(repo().join("deploy/mosquitto/make-passwords.sh"))
+        .arg(&list)
+        .arg(dir.join("passwd"))
+        .env("MOSQUITTO_PASSWD", MOSQUITTO_PASSWD)
+        .output()
+        .expect("run make-passwords.sh");
+    assert!(
+        out.status.success(),
+        "make-passwords.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("user,password"));
+    let creds: Vec<(String, String)> = lines
+        .map(|l| {
+            let (u, p) = l.split_once(',').expect("user,password");
+            assert!(p.len() >= 24, "password for {u} too short: {}", p.len());
+            (u.to_string(), p.to_string())
+        })
+        .collect();
+    let users: Vec<&str> = creds.iter().map(|(u, _)| u.as_str()).collect();
+    let mut expected = vec!["gateway"];
+    expected.extend_from_slice(posts);
+    assert_eq!(users, expected);
+    let file = std::fs::read_to_string(dir.join("passwd")).unwrap();
+    for (u, p) in &creds {
+        assert!(file.contains(&format!("{u}:$")), "{u} has no hash");
+        assert!(!file.contains(p.as_str()), "clear-text password in passwd");
+    }
+    creds
+}
+
+/// The shipped `mosquitto.conf` with its listeners, certificate paths and data paths replaced by
+/// a plain loopback listener and files in `dir`; everything else (authentication, ACL, queue
+/// limits, persistence) as shipped.
+fn test_conf(dir: &Path, port: u16, acl: &Path) -> String {
+    let shipped = read("deploy/mosquitto/mosquitto.conf");
+    for needed in [
+        "persistence true",
+        "max_queued_messages 1000000",
+        "max_inflight_messages 1000",
+        "allow_anonymous false",
+        "listener 1883",
+        "listener 8883",
+        "cafile ",
+        "certfile ",
+        "keyfile ",
+        "password_file ",
+        "acl_file ",
+    ] {
+        assert!(
+            shipped.lines().any(|l| l.trim_start().starts_with(needed)),
+            "mosquitto.conf lacks `{needed}`"
+        );
+    }
+    let mut conf: String = shipped
+        .lines()
+        .filter(|l| {
+            let key = l.split_whitespace().next().unwrap_or("");
+            !matches!(
+                key,
+                "listener"
+                    | "cafile"
+                    | "certfile"
+                    | "keyfile"
+                    | "tls_version"
+                    | "password_file"
+                    | "acl_file"
+                    | "persistence_location"
+                    | "log_dest"
+            )
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    conf.push_str(&format!(
+        "log_dest file {}\npersistence_location {}/\npassword_file {}\nacl_file {}\nlistener {port} 127.0.0.1\n",
+        dir.join("mosquitto.log").display(),
+        dir.display(),
+        dir.join("passwd").display(),
+        acl.display()
+    ));
+    conf
+}
+
+fn start_mosquitto(conf_path: &Path, port: u16) -> KillOnDrop {
+    let child = Command::new(MOSQUITTO)
+        .arg("-c")
+        .arg(conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    let guard = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    guard
+}
+
+fn options(id: &str, port: u16, user: &str, password: &str) -> MqttOptions {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_credentials(user, password);
+    o.set_keep_alive(Duration::from_secs(5));
+    o
+}
+
+/// Polls `eventloop` until the broker answers the CONNECT: Ok, or the refusal.
+async fn connect(eventloop: &mut EventLoop) -> Result<(), ConnectionError> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
+            .await
+            .expect("broker answers CONNECT within 10 s")?
+        {
+            Event::Incoming(Packet::ConnAck(_)) => return Ok(()),
+            _ => continue,
+        }
+    }
+}
+
+/// A connected client whose incoming packets arrive on a channel.
+async fn client(opts: MqttOptions) -> (AsyncClient, mpsc::UnboundedReceiver<Packet>) {
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    connect(&mut eventloop).await.expect("connect");
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if let Event::Incoming(p) = event {
+                if tx.send(p).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (client, rx)
+}
+
+async fn next_matching<T>(
+    rx: &mut mpsc::UnboundedReceiver<Packet>,
+    what: &str,
+    mut f: impl FnMut(Packet) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .unwrap_or_else(|| panic!("connection closed waiting for {what}"));
+        if let Some(t) = f(p) {
+            return t;
+        }
+    }
+}
+
+async fn suback(rx: &mut mpsc::UnboundedReceiver<Packet>) -> Vec<SubscribeReasonCode> {
+    next_matching(rx, "SUBACK", |p| match p {
+        Packet::SubAck(s) => Some(s.return_codes),
+        _ => None,
+    })
+    .await
+}
+
+/// (topic, payload) of the next PUBLISH.
+async fn publish(rx: &mut mpsc::UnboundedReceiver<Packet>) -> (String, Vec<u8>) {
+    next_matching(rx, "PUBLISH", |p| match p {
+        Packet::Publish(p) => Some((p.topic, p.payload.to_vec())),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_acl_confines_each_post_to_its_own_topics() {
+    if !tools_available(
+        "mosquitto_acl_confines_each_post_to_its_own_topics",
+        &[MOSQUITTO, MOSQUITTO_PASSWD, OPENSSL],
+        "apt-get install mosquitto openssl",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let creds = make_passwords(dir.path(), &["alm-001", "alm-002"]);
+    let pw = |user: &str| {
+        creds
+            .iter()
+            .find(|(u, _)| u == user)
+            .map(|(_, p)| p.clone())
+            .unwrap()
+    };
+    let port = free_port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        test_conf(dir.path(), port, &repo().join("deploy/mosquitto/acl")),
+    )
+    .unwrap();
+    let _broker = start_mosquitto(&conf, port);
+
+    // Wrong password, someone else's password, and no credentials: refused at CONNECT.
+    for (user, password) in [
+        ("alm-001", "wrong-password".to_string()),
+        ("alm-001", pw("alm-002")),
+        ("gateway", pw("alm-001")),
+    ] {
+        let (_c, mut el) = AsyncClient::new(options("intruder", port, user, &password), 10);
+        match connect(&mut el).await {
+            Err(ConnectionError::ConnectionRefused(code)) => assert!(
+                matches!(
+                    code,
+                    ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword
+                ),
+                "{user}: refused with {code:?}"
+            ),
+            other => panic!("{user} with a wrong password: expected a refusal, got {other:?}"),
+        }
+    }
+    let (_c, mut el) = AsyncClient::new(MqttOptions::new("anonymous", "127.0.0.1", port), 10);
+    assert!(
+        matches!(
+            connect(&mut el).await,
+            Err(ConnectionError::ConnectionRefused(_))
+        ),
+        "anonymous client accepted"
+    );
+
+    // The gateway's account subscribes exactly as the gateway does.
+    let mut gw_opts = options("taza-gateway", port, "gateway", &pw("gateway"));
+    gw_opts.set_clean_session(false);
+    let (gateway, mut gw_rx) = client(gw_opts).await;
+    gateway
+        .subscribe("taza/v1/posts/+/telemetry", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    gateway
+        .subscribe("taza/v1/posts/+/status", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            suback(&mut gw_rx).await,
+            vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)],
+            "the gateway may read every post's telemetry and status"
+        );
+    }
+
+    let (post_a, mut a_rx) = client(options("alm-001", port, "alm-001", &pw("alm-001"))).await;
+    // Mosquitto 2.0 acknowledges every SUBSCRIBE; the ACL decides what is delivered. Post A asks
+    // for its own config, another post's config and everyone's telemetry, and (below) receives
+    // only its own config.
+    for filter in [
+        "taza/v1/posts/alm-001/config",
+        "taza/v1/posts/alm-002/config",
+        "taza/v1/posts/+/telemetry",
+        "taza/v1/posts/+/status",
+    ] {
+        post_a.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        suback(&mut a_rx).await;
+    }
+
+    // Post A: its own telemetry, then a forgery under post B's id, then its own again. The
+    // broker keeps one connection's messages in order, so once the last one arrives the forgery
+    // would have arrived before it if it had been delivered at all.
+    for (topic, payload) in [
+        ("taza/v1/posts/alm-001/telemetry", "own-1"),
+        ("taza/v1/posts/alm-002/telemetry", "forged"),
+        ("taza/v1/posts/alm-002/status", "forged-status"),
+        ("taza/v1/posts/alm-001/config", "self-config"),
+        ("taza/v1/posts/alm-001/telemetry", "own-2"),
+    ] {
+        post_a
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    let first = publish(&mut gw_rx).await;
+    assert_eq!(
+        first,
+        (
+            "taza/v1/posts/alm-001/telemetry".to_string(),
+            b"own-1".to_vec()
+        )
+    );
+    let second = publish(&mut gw_rx).await;
+    assert_eq!(
+        second,
+        (
+            "taza/v1/posts/alm-001/telemetry".to_string(),
+            b"own-2".to_vec()
+        ),
+        "a post's publish under another post's id reached the gateway"
+    );
+
+    // Post B may publish its own status, and it reaches the gateway.
+    let (post_b, mut b_rx) = client(options("alm-002", port, "alm-002", &pw("alm-002"))).await;
+    post_b
+        .subscribe("taza/v1/posts/alm-002/config", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    suback(&mut b_rx).await;
+    post_b
+        .publish(
+            "taza/v1/posts/alm-002/status",
+            QoS::AtLeastOnce,
+            true,
+            "online",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        publish(&mut gw_rx).await,
+        (
+            "taza/v1/posts/alm-002/status".to_string(),
+            b"online".to_vec()
+        )
+    );
+
+    // The gateway writes each post's config; each post reads its own and only its own.
+    for (post, cfg) in [("alm-002", "cfg-b"), ("alm-001", "cfg-a")] {
+        gateway
+            .publish(
+                format!("taza/v1/posts/{post}/config"),
+                QoS::AtLeastOnce,
+                true,
+                cfg,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        publish(&mut b_rx).await,
+        (
+            "taza/v1/posts/alm-002/config".to_string(),
+            b"cfg-b".to_vec()
+        )
+    );
+    // Published after B's config on the same connection: had A been allowed B's config (or
+    // anyone's telemetry or status), those would have arrived first.
+    assert_eq!(
+        publish(&mut a_rx).await,
+        (
+            "taza/v1/posts/alm-001/config".to_string(),
+            b"cfg-a".to_vec()
+        ),
+        "post A received a message it may not read"
+    );
+    for (name, rx) in [
+        ("gateway", &mut gw_rx),
+        ("alm-001", &mut a_rx),
+        ("alm-002", &mut b_rx),
+    ] {
+        let extra = tokio::time::timeout(Duration::from_millis(300), publish(rx)).await;
+        assert!(extra.is_err(), "{name} received {extra:?}");
+    }
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    if !tools_available(
+        "systemd_unit_verifies",
+        &[SYSTEMD_ANALYZE],
+        "apt-get install systemd",
+    ) {
+        return;
+    }
+    let unit = read("deploy/systemd/taza-gateway.service");
+    let exec = "ExecStart=/usr/local/bin/gateway --config /etc/taza/taza.toml";
+    assert!(
+        unit.lines().any(|l| l == exec),
+        "the unit runs `{exec}` (the binary the Dockerfile installs)"
+    );
+    for hardening in [
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        "SystemCallFilter=@system-service",
+        "LockPersonality=yes",
+        "MemoryDenyWriteExecute=yes",
+        "Restart=on-failure",
+        "KillSignal=SIGTERM",
+        "StateDirectory=taza",
+    ] {
+        assert!(
+            unit.lines().any(|l| l.trim() == hardening),
+            "unit lacks `{hardening}`"
+        );
+    }
+    // The stop timeout outlasts the gateway's default shutdown deadline (api.shutdown_deadline).
+    let deadline = taza_gateway::config::Config::default()
+        .api
+        .shutdown_deadline
+        .as_secs();
+    let stop: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .expect("TimeoutStopSec set")
+        .trim_end_matches('s')
+        .parse()
+        .expect("TimeoutStopSec in seconds");
+    assert!(
+        stop > deadline + 5,
+        "TimeoutStopSec={stop} vs deadline {deadline}"
+    );
+
+    // Verify a copy whose ExecStart points at a binary that exists on this machine, so that
+    // any complaint systemd-analyze makes is about the unit itself.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("taza-gateway.service");
+    std::fs::write(
+        &copy,
+        unit.replace(
+            "ExecStart=/usr/local/bin/gateway",
+            "ExecStart=/usr/bin/true",
+        ),
+    )
+    .unwrap();
+    let out = Command::new(SYSTEMD_ANALYZE)
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("run systemd-analyze");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed: {stderr}"
+    );
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        // Outside a booted systemd (containers, CI) verify notes that it cannot reach the
+        // manager; that is about the machine, not the unit.
+        .filter(|l| !l.contains("System has not been booted with systemd"))
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "systemd-analyze verify complains:\n{}",
+        complaints.join("\n")
+    );
+}
+
+#[test]
+fn kubernetes_manifests_parse() {
+    if !tools_available("kubernetes_manifests_parse", &[KUBECTL], "install kubectl") {
+        return;
+    }
+    // `--local` builds the objects without a cluster (no discovery, no server).
+    let out = Command::new(KUBECTL)
+        .args(["annotate", "--local", "-o", "name", "-f"])
+        .arg(repo().join("deploy/k8s"))
+        .arg("taza.almaty.kz/checked=true")
+        .env("KUBECONFIG", "/dev/null")
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl could not parse deploy/k8s: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    for expected in [
+        "configmap/taza-gateway-config",
+        "deployment.apps/taza-gateway",
+        "persistentvolumeclaim/taza-gateway-data",
+        "secret/taza-gateway-secrets",
+        "service/taza-gateway",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+
+    let deployment = read("deploy/k8s/deployment.yaml");
+    for needed in [
+        "replicas: 1",
+        "type: Recreate",
+        "path: /healthz",
+        "runAsNonRoot: true",
+        "readOnlyRootFilesystem: true",
+        "claimName: taza-gateway-data",
+        "mountPath: /var/lib/taza",
+    ] {
+        assert!(deployment.contains(needed), "deployment lacks `{needed}`");
+    }
+    // The ConfigMap carries the same taza.toml as deploy/taza.toml.
+    let out = Command::new(KUBECTL)
+        .args([
+            "annotate",
+            "--local",
+            "-o",
+            "jsonpath={.data.taza\\.toml}",
+            "-f",
+        ])
+        .arg(repo().join("deploy/k8s/configmap.yaml"))
+        .arg("x=y")
+        .env("KUBECONFIG", "/dev/null")
+        .output()
+        .expect("run kubectl");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        read("deploy/taza.toml").trim(),
+        "the ConfigMap's taza.toml is deploy/taza.toml"
+    );
+}
+
+/// Relative host paths the compose file mounts or builds from (`./x:/y`, `../x:/y`,
+/// `context:`, `dockerfile:`, `file:`), resolved against `deploy/`.
+fn compose_host_paths(compose: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    for line in compose.lines() {
+        let t = line.trim();
+        if t.starts_with('#') {
+            continue;
+        }
+        let value = if let Some(v) = t.strip_prefix("- ") {
+            v.split(':').next().unwrap_or("")
+        } else if let Some((key, v)) = t.split_once(": ") {
+            if matches!(key, "context" | "file" | "dockerfile") {
+                v
+            } else {
+                ""
+            }
+        } else {
+            ""
+        };
+        let value = value.trim().trim_matches('"');
+        if value.starts_with("./") || value.starts_with("../") || value == ".." {
+            paths.push(value.to_string());
+        }
+    }
+    paths
+}
+
+#[test]
+fn compose_file_is_valid() {
+    let compose = read("deploy/compose.yaml");
+    let deploy = repo().join("deploy");
+    let paths = compose_host_paths(&compose);
+    for needed in [
+        "./mosquitto/mosquitto.conf",
+        "./mosquitto/acl",
+        "./grafana/provisioning",
+        "../dashboards",
+        "./taza.toml",
+    ] {
+        assert!(paths.iter().any(|p| p == needed), "compose mounts {needed}");
+    }
+    // Files the operator creates (README: certificates, passwords, secrets) are the only
+    // mounts allowed not to exist in the repository.
+    let created_by_operator = [
+        "./mosquitto/passwd",
+        "./mosquitto/certs",
+        "./secrets/influxdb-token",
+    ];
+    for p in &paths {
+        if created_by_operator.contains(&p.as_str()) {
+            continue;
+        }
+        assert!(
+            deploy.join(p).exists(),
+            "compose mounts {p}, which is missing"
+        );
+    }
+    // Every service a depends_on names exists.
+    let services: Vec<&str> = compose
+        .lines()
+        .skip_while(|l| *l != "services:")
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(' ') || l.starts_with('#'))
+        .filter_map(|l| {
+            l.strip_prefix("  ")
+                .filter(|s| !s.starts_with(' ') && !s.starts_with('#'))
+                .and_then(|s| s.strip_suffix(':'))
+        })
+        .collect();
+    assert_eq!(services, ["mosquitto", "influxdb", "grafana", "gateway"]);
+
+    if !tools_available(
+        "compose_file_is_valid (docker-compose config)",
+        &[DOCKER_COMPOSE],
+        "apt-get install docker-compose",
+    ) {
+        return;
+    }
+    // Schema, interpolation of every ${VAR} from env.example, depends_on targets. No daemon.
+    let out = Command::new(DOCKER_COMPOSE)
+        .arg("--env-file")
+        .arg(deploy.join("env.example"))
+        .arg("-f")
+        .arg(deploy.join("compose.yaml"))
+        .args(["config", "-q"])
+        .env_remove("DOCKER_HOST")
+        .output()
+        .expect("run docker-compose");
+    assert!(
+        out.status.success(),
+        "docker-compose config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !warnings.contains("WARNING"),
+        "docker-compose config warns: {warnings}"
+    );
+}
+
+#[test]
+fn dockerfile_builds_the_binary_the_readme_runs() {
+    let readme = read("README.md");
+    assert!(
+        readme.contains("cargo run -p gateway"),
+        "README.md's run command is `cargo run -p gateway`"
+    );
+    let dockerfile = read("deploy/Dockerfile");
+    // Instructions, with `\` continuations joined.
+    let joined = dockerfile.replace("\\\n", " ");
+    let lines: Vec<&str> = joined.lines().map(str::trim).collect();
+    assert!(
+        lines.iter().any(
+            |l| l.starts_with("RUN") && l.contains("cargo build --release --locked -p gateway")
+        ),
+        "Dockerfile builds with `cargo build --release --locked -p gateway`"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("COPY --from=")
+            && l.contains("target/release/gateway")
+            && l.ends_with("/usr/local/bin/gateway")),
+        "Dockerfile copies target/release/gateway to /usr/local/bin/gateway"
+    );
+    let from: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(from.len(), 2, "two stages: {from:?}");
+    assert!(from[0].starts_with("FROM rust:1") && from[0].contains("bookworm"));
+    assert!(from[1].starts_with("FROM debian:bookworm-slim"));
+    for needed in [
+        "USER 10001",
+        "EXPOSE 8080",
+        "VOLUME [\"/var/lib/taza\"]",
+        "HEALTHCHECK",
+        "ENTRYPOINT [\"/usr/local/bin/gateway\", \"--config\", \"/etc/taza/taza.toml\"]",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(needed)),
+            "Dockerfile lacks `{needed}`"
+        );
+    }
+    let ignore = read("deploy/Dockerfile.dockerignore");
+    assert!(ignore.lines().any(|l| l.trim() == "target"));
+}
+
+#[test]
+fn shipped_taza_toml_is_a_valid_gateway_config() {
+    use taza_gateway::config::Config;
+    let path = repo().join("deploy/taza.toml");
+    let cfg = Config::load(Some(&path), std::iter::empty()).expect("deploy/taza.toml loads");
+    cfg.validate().expect("deploy/taza.toml validates");
+    let broker = cfg.mqtt.broker.as_ref().expect("an external broker");
+    assert!(!broker.tls, "this build refuses mqtts://");
+    assert_eq!((broker.host.as_str(), broker.port), ("mosquitto", 1883));
+    assert_eq!(broker.username.as_deref(), Some("gateway"));
+    assert_eq!(cfg.store.data_dir, Path::new("/var/lib/taza"));
+    assert!(!cfg.mqtt.allow_unregistered);
+    assert!(!cfg.api.tokens.is_empty());
+    let influx = cfg.sink.influxdb.as_ref().expect("[sink.influxdb]");
+    assert!(influx.token_file.is_some() && influx.token.is_none());
+
+    // The environment compose gives the gateway overrides the placeholders and still validates.
+    let env = [
+        (
+            "TAZA_MQTT__BROKER",
+            "mqtt://gateway:s3cret-From-env@mosquitto:1883",
+        ),
+        ("TAZA_ALERT__CHANNELS__WEBHOOKS", "[]"),
+        (
+            "TAZA_API__TOKENS",
+            r#"[{name="ops",role="admin",token="0123456789abcdef0123"}]"#,
+        ),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let cfg = Config::load(Some(&path), env).expect("loads with overrides");
+    cfg.validate().expect("validates with overrides");
+    assert_eq!(cfg.api.tokens.len(), 1);
+
+    // The ConfigMap's copy is the same file.
+    let configmap = read("deploy/k8s/configmap.yaml");
+    let shipped = read("deploy/taza.toml");
+    for line in shipped.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            configmap.contains(&format!("    {line}")),
+            "configmap.yaml differs from deploy/taza.toml at `{line}`"
+        );
+    }
+}
