@@ -38,7 +38,10 @@ impl AdminWriter {
                 .conn
                 .lock()
                 .map_err(|_| StoreError::Task("admin connection poisoned".into()))?;
-            let tx = conn.transaction()?;
+            // IMMEDIATE: take the write lock before the first read. A deferred transaction that
+            // reads and then writes fails at once with SQLITE_BUSY (no busy timeout) when another
+            // connection committed in between, which is exactly what ingest does all day.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
             tx.commit()?;
             Ok(out)

@@ -156,7 +156,8 @@ fn commit(
     group: &[Inbound],
 ) -> rusqlite::Result<(Vec<Committed>, ReadingsCommitted)> {
     let received_at = calendar::now().0;
-    let tx = conn.transaction()?;
+    // IMMEDIATE: wait on the busy timeout for the write lock instead of failing on a stale snapshot.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut stats = ReadingsCommitted {
         stored: 0,
         duplicates: 0,
