@@ -65,13 +65,6 @@ impl Registry {
         v
     }
 
-    /// Adds or replaces a post.
-    pub fn upsert(&self, post: PostEntry) {
-        if let Ok(mut map) = self.posts.write() {
-            map.insert(post.id.clone(), post);
-        }
-    }
-
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PostId, PostEntry>> {
         // A poisoned lock only means a writer panicked mid-insert of a whole entry; the map is
         // still consistent, so keep serving it.

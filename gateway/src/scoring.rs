@@ -4,7 +4,6 @@
 //! pure; this module is what the API and `gateway report` call.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -278,14 +277,6 @@ pub async fn city_scorecard_from(
 /// Current local year in Almaty.
 pub fn current_year() -> i32 {
     calendar::local_year(calendar::now())
-}
-
-/// The norms folder's path, for messages.
-pub fn describe(cfg: &ScoreConfig) -> String {
-    cfg.norms_dir.as_ref().map_or_else(
-        || "shipped norms only".into(),
-        |d: &PathBuf| format!("shipped norms patched by {}", d.display()),
-    )
 }
 
 /// A zone from a GeoJSON Feature whose properties carry `id`, `name` and `start_date`

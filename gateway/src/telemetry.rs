@@ -185,20 +185,6 @@ impl Metrics {
         }
     }
 
-    /// Current value of a rejection counter (tests and health).
-    pub fn rejected(&self, reason: RejectReason) -> u64 {
-        self.payloads_rejected
-            .get_or_create(&ReasonLabel {
-                reason: reason.as_label(),
-            })
-            .get()
-    }
-
-    /// Readings stored so far.
-    pub fn readings_stored(&self) -> u64 {
-        self.readings_stored.get()
-    }
-
     /// Alert delivery counters.
     pub fn delivery(&self) -> &crate::alert::deliver::DeliveryMetrics {
         &self.delivery

@@ -12,7 +12,7 @@ use protocol::{PostId, QaFlags, Quantity, UnixSeconds};
 
 use super::rules::{Condition, Rule, Severity};
 use crate::calendar::LocalDay;
-use crate::config::{PostEntry, PostKind};
+use crate::config::PostEntry;
 use crate::pipeline::Reading;
 
 /// Share of a rolling window that readings must cover before a mean may fire.
@@ -548,16 +548,6 @@ impl Engine {
             }
             Condition::DailyMeanAbove { .. } => Verdict::Hold,
         }
-    }
-
-    /// Posts known to the engine and whether they are air or river posts.
-    pub fn post(&self, id: &PostId) -> Option<&PostEntry> {
-        self.posts.get(id)
-    }
-
-    /// Kind of a post, if registered.
-    pub fn kind(&self, id: &PostId) -> Option<PostKind> {
-        self.posts.get(id).map(|p| p.kind)
     }
 }
 

@@ -466,34 +466,24 @@ fn notification(
         ctx.public_url.trim_end_matches('/'),
         alert.id
     );
-    let (head, open) = match (contact.lang.as_str(), what) {
-        ("kk", "resolved") => ("Шешілді", "Ашу"),
-        ("kk", _) => (
-            if alert.severity == Severity::Critical.as_str() {
-                "ШҰҒЫЛ"
-            } else {
-                "Ескерту"
-            },
-            "Растау",
-        ),
-        ("en", "resolved") => ("Resolved", "Open"),
-        ("en", _) => (
-            if alert.severity == Severity::Critical.as_str() {
-                "CRITICAL"
-            } else {
-                "Warning"
-            },
-            "Acknowledge",
-        ),
-        (_, "resolved") => ("Решено", "Открыть"),
-        (_, _) => (
-            if alert.severity == Severity::Critical.as_str() {
-                "КРИТИЧНО"
-            } else {
-                "Предупреждение"
-            },
+    // (critical, warning, resolved, acknowledge link, open link) per language.
+    let (critical, warning, resolved, acknowledge, open) = match contact.lang.as_str() {
+        "kk" => ("ШҰҒЫЛ", "Ескерту", "Шешілді", "Растау", "Ашу"),
+        "en" => ("CRITICAL", "Warning", "Resolved", "Acknowledge", "Open"),
+        _ => (
+            "КРИТИЧНО",
+            "Предупреждение",
+            "Решено",
             "Подтвердить",
+            "Открыть",
         ),
+    };
+    let (head, open) = if what == "resolved" {
+        (resolved, open)
+    } else if alert.severity == Severity::Critical.as_str() {
+        (critical, acknowledge)
+    } else {
+        (warning, acknowledge)
     };
     let subject = format!("[Taza] {head}: {text}");
     let body = format!("{subject}\n\n{open}: {link}\n");

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::{PostId, Quantity, UnixSeconds};
+use protocol::{PostId, Quantity};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -273,9 +273,4 @@ fn daily_means(
         }
     }
     Ok(out)
-}
-
-/// Current time, for API handlers.
-pub fn now() -> UnixSeconds {
-    calendar::now()
 }

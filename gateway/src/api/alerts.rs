@@ -63,7 +63,7 @@ async fn act(
     let outcome = s
         .admin
         .run(move |tx| {
-            let now = crate::alert::now();
+            let now = crate::calendar::now();
             let outcome = if resolve {
                 shared.with_context(|ctx| lifecycle::resolve(tx, ctx, id, &by, now))?
             } else {

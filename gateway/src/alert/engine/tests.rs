@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::alert::rules;
+use crate::config::PostKind;
 use crate::score::CriticalLevel;
 
 const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
