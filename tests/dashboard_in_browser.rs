@@ -116,6 +116,10 @@ async fn department_sees_every_post_live_values_and_charts_in_three_languages() 
         sensors: vec![Quantity::Pm2_5],
         cadence: Some(Duration::from_secs(60)),
         critical_level: None,
+        sample_interval: None,
+        instruments: Vec::new(),
+        calibration: Default::default(),
+        gauge_zero_m: None,
     });
     config.api.tokens = vec![taza_gateway::api::ApiToken {
         name: "дежурный".into(),

@@ -51,6 +51,10 @@ pub fn registry_entries(fleet: &taza_sim::Fleet, cadence: Duration) -> Vec<PostE
                     seasons: Vec::new(),
                     source: "simulated gauge (taza-sim fleet)".into(),
                 }),
+            sample_interval: None,
+            instruments: Vec::new(),
+            calibration: Default::default(),
+            gauge_zero_m: None,
         })
         .collect()
 }

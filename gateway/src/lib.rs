@@ -52,6 +52,9 @@ pub enum RunError {
     /// The alert rules cannot be used.
     #[error(transparent)]
     Alert(#[from] alert::AlertError),
+    /// The config file's posts could not be registered.
+    #[error(transparent)]
+    Registry(#[from] registry::manage::RegistryError),
     /// The InfluxDB sink could not start.
     #[error(transparent)]
     Sink(#[from] sink::SinkError),
@@ -144,7 +147,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 
     let broker = (endpoint.host.clone(), endpoint.port);
     let mut conn = store::open_writer(&config.store)?;
-    store::save_registry(&conn, &config.posts, config.store.default_cadence)?;
+    {
+        let tx = conn.transaction().map_err(store::StoreError::from)?;
+        registry::manage::apply_config_posts(&tx, &config.posts, config.store.default_cadence)?;
+        tx.commit().map_err(store::StoreError::from)?;
+    }
     if let Some(path) = &config.score.zones_file {
         let zones = scoring::zones_from_file(path)?;
         let tx = conn.transaction().map_err(store::StoreError::from)?;
@@ -153,11 +160,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
         tx.commit().map_err(store::StoreError::from)?;
     }
-    let registry = Registry::new(
-        &config.posts,
+    let registry = Registry::load(
+        &conn,
         config.store.default_cadence,
         config.mqtt.allow_unregistered,
-    );
+    )?;
     let metrics = Metrics::new();
 
     let (inbound_tx, inbound_rx) = mpsc::channel(INGEST_CHANNEL_CAPACITY);
@@ -211,7 +218,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let ingest = ingest::spawn(
         config.mqtt.clone(),
         endpoint,
-        registry,
+        registry.clone(),
         metrics.clone(),
         inbound_tx,
         ack_rx,
@@ -233,6 +240,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     // A broken department norms folder is reported now, not at the first request.
     scoring::load_norms(&config.score).map_err(scoring::ScoringError::from)?;
     let pool = store::ReadPool::new(&store::db_path(&config.store));
+    drop(registry::spawn_refresh(
+        registry.clone(),
+        pool.clone(),
+        shutdown.clone(),
+    )); // it stops with the shutdown token
     let app = api::router(api::AppState {
         scoring: scoring::Scoring::new(config.score.clone(), pool.clone()),
         admin: store::admin::AdminWriter::open(&store::db_path(&config.store))?,

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod checkpoint;
 pub mod read;
+pub mod registry;
 mod rollup;
 pub mod schema;
 pub mod writer;
@@ -138,41 +139,4 @@ impl ReadPool {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
-}
-
-/// Writes the configured registry into `posts` (config is the source of truth for these rows).
-pub fn save_registry(
-    conn: &Connection,
-    posts: &[crate::config::PostEntry],
-    default_cadence: Duration,
-) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare(
-                "INSERT INTO posts (id, kind, name, latitude, longitude, district, river, sensors, cadence_s, updated_at, critical_level)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, name = excluded.name,
-           latitude = excluded.latitude, longitude = excluded.longitude, district = excluded.district,
-                      river = excluded.river, sensors = excluded.sensors, cadence_s = excluded.cadence_s,
-           critical_level = excluded.critical_level,
-           updated_at = excluded.updated_at",
-    )?;
-    let now = crate::calendar::now().0;
-    for p in posts {
-        let sensors: Vec<&str> = p.sensors.iter().map(|q| q.as_str()).collect();
-        stmt.execute(rusqlite::params![
-            p.id.as_str(),
-            p.kind.as_str(),
-            p.name,
-            p.latitude,
-            p.longitude,
-            p.district,
-            p.river,
-            serde_json::to_string(&sensors).unwrap_or_else(|_| "[]".into()),
-            p.cadence.unwrap_or(default_cadence).as_secs() as i64,
-            now,
-            p.critical_level
-                .as_ref()
-                .and_then(|c| serde_json::to_string(c).ok())
-        ])?;
-    }
-    Ok(())
 }

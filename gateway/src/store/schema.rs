@@ -118,6 +118,9 @@ const MIGRATIONS: &[&[&str]] = &[
     ],
     // 5: the queue of readings not yet confirmed by the long-term store (InfluxDB).
     &[crate::sink::queue::SCHEMA],
+    // 6: the registry managed by technicians: full post details, retirement, MQTT credentials
+    // and the audit trail.
+    &[super::registry::SCHEMA],
 ];
 
 /// Newest schema version this build knows.

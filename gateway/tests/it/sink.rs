@@ -178,6 +178,10 @@ fn river_post(id: &str) -> PostEntry {
         sensors: vec![Quantity::WaterLevel],
         cadence: Some(Duration::from_secs(60)),
         critical_level: None,
+        sample_interval: None,
+        instruments: Vec::new(),
+        calibration: Default::default(),
+        gauge_zero_m: None,
     }
 }
 

@@ -44,6 +44,10 @@ pub fn air_post(id: &str) -> PostEntry {
         sensors: vec![Quantity::Pm2_5, Quantity::No2],
         cadence: Some(Duration::from_secs(60)),
         critical_level: None,
+        sample_interval: None,
+        instruments: Vec::new(),
+        calibration: Default::default(),
+        gauge_zero_m: None,
     }
 }
 

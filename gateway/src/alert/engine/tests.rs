@@ -24,6 +24,10 @@ fn post(id: &str, kind: PostKind) -> PostEntry {
             seasons: vec![],
             source: "test".into(),
         }),
+        sample_interval: None,
+        instruments: Vec::new(),
+        calibration: Default::default(),
+        gauge_zero_m: None,
     }
 }
 
