@@ -65,6 +65,10 @@ pub struct MqttConfig {
     pub reconnect_max_backoff: Duration,
     /// Accept posts missing from the registry (demos only: anyone could then write data).
     pub allow_unregistered: bool,
+    /// Embedded broker only: posts must log in with the credentials `gateway posts provision`
+    /// issued, and may publish and subscribe only under their own id (the rules the shipped
+    /// Mosquitto ACL applies to an external broker).
+    pub embedded_auth: bool,
 }
 
 impl Default for MqttConfig {
@@ -77,6 +81,7 @@ impl Default for MqttConfig {
             keep_alive: Duration::from_secs(30),
             reconnect_max_backoff: Duration::from_secs(30),
             allow_unregistered: false,
+            embedded_auth: false,
         }
     }
 }
@@ -531,6 +536,13 @@ impl Config {
         if self.mqtt.broker.as_ref().is_some_and(|b| b.tls) {
             problems.push(
                 "mqtts:// (TLS) brokers are not supported by this build yet; use mqtt://".into(),
+            );
+        }
+        if self.mqtt.embedded_auth && self.mqtt.broker.is_some() {
+            problems.push(
+                "mqtt.embedded_auth applies to the embedded broker only; an external broker checks \
+                 its own password file and ACL (`gateway posts broker-auth` writes them)"
+                    .into(),
             );
         }
         if self.store.default_cadence.is_zero() {

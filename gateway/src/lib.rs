@@ -106,46 +106,6 @@ impl Running {
 /// Starts every stage. Cancelling `shutdown` stops them in order.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, RunError> {
     config.validate()?;
-    let (endpoint, mqtt_addr) = match &config.mqtt.broker {
-        Some(b) => {
-            let credentials = b.username.clone().map(|u| {
-                (
-                    u,
-                    b.password
-                        .as_ref()
-                        .map(|p| p.expose().to_string())
-                        .unwrap_or_default(),
-                )
-            });
-            (
-                ingest::Endpoint {
-                    host: b.host.clone(),
-                    port: b.port,
-                    credentials,
-                },
-                b.to_string(),
-            )
-        }
-        None => {
-            let listen = config.mqtt.listen;
-            let addr = tokio::task::spawn_blocking(move || broker::start(listen))
-                .await
-                .map_err(|e| RunError::Io {
-                    context: "starting embedded broker",
-                    source: std::io::Error::other(e),
-                })??;
-            (
-                ingest::Endpoint {
-                    host: addr.ip().to_string(),
-                    port: addr.port(),
-                    credentials: None,
-                },
-                addr.to_string(),
-            )
-        }
-    };
-
-    let broker = (endpoint.host.clone(), endpoint.port);
     let mut conn = store::open_writer(&config.store)?;
     {
         let tx = conn.transaction().map_err(store::StoreError::from)?;
@@ -166,6 +126,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         config.mqtt.allow_unregistered,
     )?;
     let metrics = Metrics::new();
+    let (endpoint, mqtt_addr, broker) =
+        connect_broker(&config, &registry, &metrics, &shutdown).await?;
 
     let (inbound_tx, inbound_rx) = mpsc::channel(INGEST_CHANNEL_CAPACITY);
     let (ack_tx, ack_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
@@ -291,6 +253,87 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         shutdown,
         supervisor,
     })
+}
+
+/// Where ingest connects, what to print as the broker's address, and where posts beside the
+/// gateway (the demo fleet) publish: the external broker, or the embedded one (behind its guard
+/// when `embedded_auth` is on).
+async fn connect_broker(
+    config: &Config,
+    registry: &Registry,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<(ingest::Endpoint, String, (String, u16)), RunError> {
+    if let Some(b) = &config.mqtt.broker {
+        let credentials = b.username.clone().map(|u| {
+            (
+                u,
+                b.password
+                    .as_ref()
+                    .map(|p| p.expose().to_string())
+                    .unwrap_or_default(),
+            )
+        });
+        let endpoint = ingest::Endpoint {
+            host: b.host.clone(),
+            port: b.port,
+            credentials,
+        };
+        let broker = (b.host.clone(), b.port);
+        return Ok((endpoint, b.to_string(), broker));
+    }
+    let start = |listen| async move {
+        tokio::task::spawn_blocking(move || broker::start(listen))
+            .await
+            .map_err(|e| RunError::Io {
+                context: "starting embedded broker",
+                source: std::io::Error::other(e),
+            })?
+            .map_err(RunError::from)
+    };
+    if !config.mqtt.embedded_auth {
+        let addr = start(config.mqtt.listen).await?;
+        let endpoint = ingest::Endpoint {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            credentials: None,
+        };
+        let broker = (endpoint.host.clone(), addr.port());
+        return Ok((endpoint, addr.to_string(), broker));
+    }
+    // rumqttd on a loopback port only the gateway uses; posts reach it through the guard.
+    let inner = start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let listener = tokio::net::TcpListener::bind(config.mqtt.listen)
+        .await
+        .map_err(|source| broker::BrokerError::Bind {
+            addr: config.mqtt.listen,
+            source,
+        })?;
+    let outer = listener.local_addr().map_err(|source| RunError::Io {
+        context: "embedded broker guard",
+        source,
+    })?;
+    drop(broker::guard::spawn(
+        listener,
+        inner,
+        broker::guard::Policy {
+            prefix: config.mqtt.topic_prefix.clone(),
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+        },
+        shutdown.clone(),
+    )); // it stops with the shutdown token
+    tracing::info!(%outer, "embedded broker requires post credentials");
+    let endpoint = ingest::Endpoint {
+        host: inner.ip().to_string(),
+        port: inner.port(),
+        credentials: None,
+    };
+    Ok((
+        endpoint,
+        outer.to_string(),
+        (outer.ip().to_string(), outer.port()),
+    ))
 }
 
 /// Waits for shutdown, then stops the stages in data-flow order under `deadline`.

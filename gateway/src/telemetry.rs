@@ -53,6 +53,7 @@ pub struct Metrics {
     mqtt_connected: Gauge,
     mqtt_reconnects: Counter,
     sse_lagged: Counter,
+    broker_refused: Family<ReasonLabel, Counter>,
     delivery: crate::alert::deliver::DeliveryMetrics,
     sink: crate::sink::SinkMetrics,
     last_warn_second: Arc<AtomicI64>,
@@ -88,6 +89,7 @@ impl Metrics {
             mqtt_connected: Gauge::default(),
             mqtt_reconnects: Counter::default(),
             sse_lagged: Counter::default(),
+            broker_refused: Family::default(),
             delivery: crate::alert::deliver::DeliveryMetrics::new(),
             sink: crate::sink::SinkMetrics::new(),
             last_warn_second: Arc::new(AtomicI64::new(0)),
@@ -147,6 +149,16 @@ impl Metrics {
             "api_live_lagged",
             "Live-feed events dropped for slow SSE clients",
             m.sse_lagged.clone(),
+        );
+        for reason in BrokerRefused::REASONS {
+            m.broker_refused
+                .get_or_create(&ReasonLabel { reason })
+                .get();
+        }
+        r.register(
+            "broker_refused",
+            "Embedded broker: connections closed for bad credentials or topics outside a post's own",
+            m.broker_refused.clone(),
         );
         m.delivery.register(&mut r);
         m.sink.register(&mut r);
@@ -333,5 +345,45 @@ impl LiveLagged {
     /// Count it.
     pub fn emit(self, m: &Metrics) {
         m.sse_lagged.inc_by(self.missed);
+    }
+}
+
+/// The embedded broker's front door closed a connection (see `broker::guard`).
+pub struct BrokerRefused<'a> {
+    /// One of [`BrokerRefused::REASONS`].
+    pub reason: &'static str,
+    /// Who connected.
+    pub peer: std::net::SocketAddr,
+    /// The user name it gave, if any.
+    pub username: Option<&'a str>,
+    /// What it tried (a topic or filter), for the log only.
+    pub detail: &'a str,
+}
+
+impl BrokerRefused<'_> {
+    /// Every reason label.
+    pub const REASONS: [&'static str; 6] = [
+        "no_credentials",
+        "bad_credentials",
+        "client_id_mismatch",
+        "foreign_topic",
+        "foreign_filter",
+        "malformed",
+    ];
+
+    /// Logs and counts.
+    pub fn emit(self, m: &Metrics) {
+        m.broker_refused
+            .get_or_create(&ReasonLabel {
+                reason: self.reason,
+            })
+            .inc();
+        tracing::warn!(
+            reason = self.reason,
+            peer = %self.peer,
+            username = self.username.unwrap_or("-"),
+            detail = self.detail,
+            "embedded broker refused a client"
+        );
     }
 }

@@ -8,6 +8,8 @@
 //! ([`MAX_INFLIGHT`]) plus what queued behind it, typically the last fraction of a second of
 //! traffic. With an external broker (Mosquitto with persistence) nothing acknowledged is lost.
 
+pub mod guard;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
