@@ -78,6 +78,11 @@ pub fn now() -> UnixSeconds {
     UnixSeconds(Utc::now().timestamp())
 }
 
+/// Now, unix milliseconds (clock offsets of posts).
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
 /// Formats an instant as RFC 3339 in UTC.
 pub fn rfc3339(at: UnixSeconds) -> String {
     DateTime::<Utc>::from_timestamp(at.0, 0)

@@ -27,8 +27,20 @@ pub struct Config {
     pub alert: crate::alert::AlertConfig,
     /// Long-term stores readings are copied to (`[sink.influxdb]`).
     pub sink: crate::sink::SinkConfig,
+    /// What provisioning writes into posts' device config blobs.
+    pub provision: ProvisionConfig,
     /// The post registry.
     pub posts: Vec<PostEntry>,
+}
+
+/// Provisioning settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvisionConfig {
+    /// The broker address posts dial, e.g. `mqtts://mqtt.taza.almaty.kz:8883` (Mosquitto's TLS
+    /// listener). Default: the embedded broker's listen address. Credentials in the URL are
+    /// ignored: each post gets its own.
+    pub broker: Option<BrokerUrl>,
 }
 
 /// Where scoring finds the department's data.
@@ -511,7 +523,7 @@ impl Config {
             // (test switches, for instance) are left alone.
             if !matches!(
                 segments.first().map(String::as_str),
-                Some("mqtt" | "store" | "api" | "score" | "alert" | "sink")
+                Some("mqtt" | "store" | "api" | "score" | "alert" | "sink" | "provision")
             ) || segments.len() < 2
             {
                 continue;

@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod ingest;
 pub mod pipeline;
+pub mod provision;
 pub mod registry;
 pub mod score;
 pub mod scoring;

@@ -47,6 +47,9 @@ pub enum Payload {
         post: PostId,
         /// What it reported.
         status: PostStatus,
+        /// The post's clock minus the gateway's when the status arrived, milliseconds; None for
+        /// a retained copy (sent long ago) or a status without a clock.
+        clock_offset_ms: Option<i64>,
     },
     /// Refused at ingest (already counted): nothing to store, but it must still be
     /// acknowledged in arrival order so the broker does not redeliver it for ever.

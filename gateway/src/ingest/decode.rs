@@ -39,7 +39,11 @@ pub fn decode(
             Err(e) => Err((RejectReason::Decode(e), Some(post))),
         },
         TopicKind::Status => match protocol::status::decode(payload) {
-            Ok(status) => Ok(Payload::Status { post, status }),
+            Ok(status) => Ok(Payload::Status {
+                post,
+                status,
+                clock_offset_ms: None,
+            }),
             Err(e) => Err((RejectReason::Decode(e), Some(post))),
         },
         // The gateway publishes config; it does not subscribe to it.

@@ -252,6 +252,20 @@ impl Ingest {
             &publish.payload,
             crate::calendar::now(),
         ) {
+            // A live status (not the broker's retained copy) tells how far the post's clock is
+            // off; measured here, on arrival, not after the group commit.
+            Ok(Payload::Status {
+                post,
+                status,
+                clock_offset_ms: _,
+            }) => Payload::Status {
+                clock_offset_ms: status
+                    .clock_ms
+                    .filter(|_| !publish.retain)
+                    .map(|t| t - crate::calendar::now_ms()),
+                post,
+                status,
+            },
             Ok(p) => p,
             Err((reason, post)) => {
                 PayloadRejected {

@@ -164,7 +164,7 @@ pub fn issue_credentials(
         tx,
         actor,
         post,
-        "provision",
+        "credentials",
         &json!({ "username": username, "replaced": record.mqtt_username.is_some() }),
     )?;
     Ok(IssuedCredentials {
@@ -303,7 +303,7 @@ mod tests {
             [
                 ("add", "cli:aigerim"),
                 ("update", "token:admin"),
-                ("provision", "cli:aigerim"),
+                ("credentials", "cli:aigerim"),
                 ("retire", "cli:aigerim")
             ]
         );

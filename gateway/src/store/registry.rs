@@ -29,10 +29,15 @@ pub const SCHEMA: &str = r#"
         at      INTEGER NOT NULL,
         actor   TEXT NOT NULL,
         post    TEXT NOT NULL,
-        action  TEXT NOT NULL,                             -- add | update | retire | provision | commission
+        action  TEXT NOT NULL,                             -- add | update | retire | credentials | provision | commission
         detail  TEXT NOT NULL                              -- JSON
     );
     CREATE INDEX post_audit_by_post ON post_audit (post, id);
+    -- What commissioning checks in a post's live status.
+    ALTER TABLE post_status ADD COLUMN clock_offset_ms INTEGER;
+    ALTER TABLE post_status ADD COLUMN rssi_dbm INTEGER;
+    ALTER TABLE post_status ADD COLUMN supply_mv INTEGER;
+    ALTER TABLE post_status ADD COLUMN uptime_s INTEGER;
 "#;
 
 /// Who owns a post's row: the config file (rewritten at every start) or the registry commands.
@@ -97,7 +102,7 @@ pub struct AuditEntry {
     pub actor: String,
     /// The post.
     pub post: String,
-    /// add | update | retire | provision | commission.
+    /// add | update | retire | credentials | provision | commission.
     pub action: String,
     /// What changed (`before`/`after` for edits, a summary otherwise).
     pub detail: serde_json::Value,

@@ -221,18 +221,27 @@ fn commit(
                         });
                     }
                 }
-                Payload::Status { post, status } => {
+                Payload::Status {
+                    post,
+                    status,
+                    clock_offset_ms,
+                } => {
                     stats.statuses += 1;
                     let sensors: Vec<&str> = status.sensors.iter().map(|q| q.as_str()).collect();
                     tx.prepare_cached(
-                        "INSERT INTO post_status (post, online, firmware, config_hash, sensors, dropped, reconnects, received_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                        "INSERT INTO post_status (post, online, firmware, config_hash, sensors, dropped, reconnects, received_at,
+                                                  clock_offset_ms, rssi_dbm, supply_mv, uptime_s)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                          ON CONFLICT (post) DO UPDATE SET online = excluded.online,
                            firmware = CASE WHEN excluded.online THEN excluded.firmware ELSE firmware END,
                            config_hash = CASE WHEN excluded.online THEN excluded.config_hash ELSE config_hash END,
                            sensors = CASE WHEN excluded.online THEN excluded.sensors ELSE sensors END,
                            dropped = CASE WHEN excluded.online THEN excluded.dropped ELSE dropped END,
                            reconnects = CASE WHEN excluded.online THEN excluded.reconnects ELSE reconnects END,
+                           clock_offset_ms = CASE WHEN excluded.online THEN coalesce(excluded.clock_offset_ms, clock_offset_ms) ELSE clock_offset_ms END,
+                           rssi_dbm = CASE WHEN excluded.online THEN excluded.rssi_dbm ELSE rssi_dbm END,
+                           supply_mv = CASE WHEN excluded.online THEN excluded.supply_mv ELSE supply_mv END,
+                           uptime_s = CASE WHEN excluded.online THEN excluded.uptime_s ELSE uptime_s END,
                            received_at = excluded.received_at",
                     )?
                     .execute(params![
@@ -243,7 +252,11 @@ fn commit(
                         serde_json::to_string(&sensors).unwrap_or_else(|_| "[]".into()),
                         status.dropped,
                         status.reconnects,
-                        received_at
+                        received_at,
+                        clock_offset_ms,
+                        status.rssi_dbm,
+                        status.supply_mv,
+                        status.uptime_s
                     ])?;
                 }
                 Payload::Refused => {}
