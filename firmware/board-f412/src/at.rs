@@ -5,12 +5,17 @@
 //! Sources: SIM7070/SIM7080/SIM7090 Series AT Command Manual (AT+CSQ, AT+CCLK, AT+SMCONF,
 //! AT+SMSUB). The modem reports `+SMSUB: "topic","payload"` on one line; with
 //! `AT+SMCONF="SUBHEX",1` the payload is hex, which keeps binary CBOR intact.
+//!
+//! Tested on the host by firmware/board-f412/host-tests (this file has no HAL dependency).
 
 use heapless::Vec;
 use protocol::post_config::MAX_CONFIG_BYTES;
 
 /// Why a response or URC could not be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+// defmt only on the target: the host tests (firmware/board-f412/host-tests) build this module
+// without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(target_os = "none", derive(defmt::Format))]
 pub enum ParseError {
     /// The line does not have the expected shape.
     Malformed,
@@ -73,7 +78,10 @@ pub fn cclk_unix_s(line: &str) -> Result<i64, ParseError> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&dd) || hh > 23 || mi > 59 || ss > 60 {
         return Err(ParseError::OutOfRange);
     }
-    let days = days_from_civil(2000 + yy, mo, dd);
+    // Two-digit years: the modem's own epoch is 1980, so 80-99 are 1980-1999 (an unsynchronised
+    // modem's "80/01/06" must not read as 2080).
+    let year = if yy >= 80 { 1900 + yy } else { 2000 + yy };
+    let days = days_from_civil(year, mo, dd);
     let local = days * 86_400 + hh * 3_600 + mi * 60 + ss;
     Ok(local - sign * zz * 15 * 60)
 }
