@@ -9,6 +9,7 @@ pub mod alert;
 pub mod api;
 pub mod broker;
 pub mod calendar;
+pub mod commission;
 pub mod config;
 pub mod demo;
 pub mod ingest;
