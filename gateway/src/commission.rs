@@ -53,7 +53,7 @@ impl PlausibleRanges {
         for (name, range) in raw {
             let q = Quantity::parse(&name)
                 .ok_or_else(|| format!("plausible.toml: unknown quantity {name:?}"))?;
-            if !(range.min < range.max) {
+            if range.min.partial_cmp(&range.max) != Some(std::cmp::Ordering::Less) {
                 return Err(format!("plausible.toml: {name}: min must be below max"));
             }
             out.insert(q, range);

@@ -262,9 +262,9 @@ pub struct LinearFit {
     /// The quantity.
     pub quantity: Quantity,
     /// Dimensionless slope.
-    pub gain: f32,
+    pub gain: f64,
     /// Intercept in the quantity's unit.
-    pub offset: f32,
+    pub offset: f64,
 }
 
 /// The constants of a 4-electrode NO2 cell.
@@ -272,11 +272,11 @@ pub struct LinearFit {
 #[serde(deny_unknown_fields)]
 pub struct No2Cell {
     /// Working-electrode electronic zero, mV.
-    pub we_zero_mv: f32,
+    pub we_zero_mv: f64,
     /// Auxiliary-electrode electronic zero, mV.
-    pub ae_zero_mv: f32,
+    pub ae_zero_mv: f64,
     /// Sensitivity, mV per ppb.
-    pub sensitivity_mv_per_ppb: f32,
+    pub sensitivity_mv_per_ppb: f64,
 }
 
 impl PostEntry {

@@ -11,6 +11,7 @@ pub mod broker;
 pub mod calendar;
 pub mod commission;
 pub mod config;
+pub mod config_push;
 pub mod demo;
 pub mod ingest;
 pub mod pipeline;
@@ -179,6 +180,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         context: "starting store writer",
         source,
     })?;
+    // It stops with the shutdown token; retained configs stay with the broker.
+    drop(config_push::spawn(
+        config.mqtt.clone(),
+        endpoint.clone(),
+        registry.clone(),
+        shutdown.clone(),
+    ));
     let ingest = ingest::spawn(
         config.mqtt.clone(),
         endpoint,
@@ -217,6 +225,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         live: live_tx,
         tokens: std::sync::Arc::new(config.api.tokens.clone()),
         alerts,
+        registry: registry.clone(),
+        technician: std::sync::Arc::new(api::TechnicianContext {
+            broker: provision::post_broker(&config),
+            topic_prefix: config.mqtt.topic_prefix.clone(),
+            default_cadence: config.store.default_cadence,
+            ranges: std::sync::Arc::new(commission::PlausibleRanges::shipped().map_err(|e| {
+                RunError::Io {
+                    context: "reading commissioning/plausible.toml",
+                    source: std::io::Error::other(e),
+                }
+            })?),
+        }),
         shutdown: http_stop.clone(),
     });
     // Live events are small writes: without TCP_NODELAY, Nagle plus the client's delayed ACK

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod posts_cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use taza_gateway::config::{BrokerUrl, Config};
@@ -61,6 +63,15 @@ enum Command {
         #[arg(long, value_enum, default_value = "markdown")]
         format: ReportFormat,
     },
+    /// The post registry: add, list, show, retire, provision, commission; Mosquitto's
+    /// password file and ACL.
+    Posts {
+        /// Who makes the change, for the audit trail [default: cli:$USER].
+        #[arg(long)]
+        actor: Option<String>,
+        #[command(subcommand)]
+        command: posts_cli::PostsCommand,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -107,6 +118,10 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Report { year, format }) => return report(&config, year, format),
+        Some(Command::Posts { actor, command }) => {
+            config.validate()?;
+            return posts_cli::run(&config, command, actor);
+        }
         None => {}
     }
     init_tracing(cli.log_json);

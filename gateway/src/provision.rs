@@ -34,6 +34,12 @@ pub enum ProvisionError {
     },
 }
 
+impl From<crate::store::StoreError> for ProvisionError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Registry(RegistryError::Store(e))
+    }
+}
+
 /// What the technician takes away.
 #[derive(Debug, Clone)]
 pub struct Provisioned {
@@ -45,6 +51,33 @@ pub struct Provisioned {
     pub config_hash: u32,
     /// One line for the paper log (no password): fits a small QR code.
     pub summary: String,
+}
+
+/// The broker address posts dial, for their device configs: `[provision] broker`, else the
+/// external broker the gateway uses, else the embedded broker's listen address.
+pub fn post_broker(config: &crate::config::Config) -> BrokerUrl {
+    let mut url = config
+        .provision
+        .broker
+        .clone()
+        .or_else(|| config.mqtt.broker.clone())
+        .unwrap_or_else(|| BrokerUrl {
+            tls: false,
+            host: config.mqtt.listen.ip().to_string(),
+            port: config.mqtt.listen.port(),
+            username: None,
+            password: None,
+        });
+    if config.provision.broker.is_none()
+        && config.mqtt.listen.ip().is_unspecified()
+        && config.mqtt.broker.is_none()
+    {
+        tracing::warn!("set [provision] broker: posts cannot dial the unspecified address the embedded broker listens on");
+    }
+    // Each post gets its own credentials; the gateway's are never written into a device.
+    url.username = None;
+    url.password = None;
+    url
 }
 
 /// The sampling config the registry asks of `entry`'s post.
@@ -68,8 +101,8 @@ pub fn desired_config(
         calibrations
             .push(Calibration {
                 quantity: fit.quantity,
-                gain: fit.gain,
-                offset: fit.offset,
+                gain: fit.gain as f32,
+                offset: fit.offset as f32,
             })
             .map_err(|_| bad(format!("at most {MAX_CALIBRATIONS} calibrations")))?;
     }
@@ -78,9 +111,9 @@ pub fn desired_config(
             .calibration
             .no2
             .map(|c| No2SensorConfig {
-                we_zero_mv: c.we_zero_mv,
-                ae_zero_mv: c.ae_zero_mv,
-                sensitivity_mv_per_ppb: c.sensitivity_mv_per_ppb,
+                we_zero_mv: c.we_zero_mv as f32,
+                ae_zero_mv: c.ae_zero_mv as f32,
+                sensitivity_mv_per_ppb: c.sensitivity_mv_per_ppb as f32,
             })
             // Without its calibration sheet the cell runs on the typical constants; the
             // commissioning report's NO2 range check is the safety net.

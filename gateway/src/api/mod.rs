@@ -6,6 +6,7 @@ mod alerts;
 mod auth;
 mod dashboard;
 mod error;
+mod posts;
 mod scores;
 
 use std::convert::Infallible;
@@ -26,6 +27,7 @@ use tokio::sync::broadcast;
 
 pub use auth::{ApiToken, Caller, Role};
 pub use error::ApiError;
+pub use posts::TechnicianContext;
 
 use crate::calendar::{self, parse_rfc3339, rfc3339};
 use crate::pipeline::LiveSender;
@@ -55,6 +57,10 @@ pub struct AppState {
     pub alerts: Arc<crate::alert::Shared>,
     /// Write connection for people's changes (zones).
     pub admin: Arc<crate::store::admin::AdminWriter>,
+    /// The post registry in memory.
+    pub registry: crate::registry::Registry,
+    /// Provisioning and commissioning settings.
+    pub technician: Arc<TechnicianContext>,
     /// Cancelled when HTTP stops, so open SSE streams end and graceful shutdown can finish.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -62,7 +68,12 @@ pub struct AppState {
 /// The router with every route.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/api/v1/posts", get(list_posts))
+        .route("/api/v1/posts", get(posts::list).post(posts::add))
+        .route("/api/v1/posts/{post}", get(posts::show).put(posts::replace))
+        .route("/api/v1/posts/{post}/retire", post(posts::retire))
+        .route("/api/v1/posts/{post}/provision", post(posts::provision))
+        .route("/api/v1/posts/{post}/commission", post(posts::commission))
+        .route("/api/v1/registry/audit", get(posts::audit))
         .route("/api/v1/posts/{post}/readings", get(post_readings))
         .route("/api/v1/posts/{post}/rollups", get(post_rollups))
         .route("/api/v1/live", get(live))
@@ -89,10 +100,6 @@ pub fn router(state: AppState) -> Router {
 
 async fn latest(State(s): State<AppState>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     Ok(Json(s.pool.run(read::latest).await?))
-}
-
-async fn list_posts(State(s): State<AppState>) -> Result<Json<Vec<read::PostSummary>>, ApiError> {
-    Ok(Json(s.pool.run(read::posts).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,6 +9,7 @@
 //! traffic. With an external broker (Mosquitto with persistence) nothing acknowledged is lost.
 
 pub mod guard;
+pub mod mosquitto;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -32,22 +32,35 @@ impl AdminWriter {
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
+        self.run_checked(f).await
+    }
+
+    /// Like [`Self::run`] for changes with their own refusals (the registry's): the transaction
+    /// commits only when `f` succeeds, so a refused change leaves nothing behind.
+    pub async fn run_checked<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+    {
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let mut conn = this
                 .conn
                 .lock()
-                .map_err(|_| StoreError::Task("admin connection poisoned".into()))?;
+                .map_err(|_| E::from(StoreError::Task("admin connection poisoned".into())))?;
             // IMMEDIATE: take the write lock before the first read. A deferred transaction that
             // reads and then writes fails at once with SQLITE_BUSY (no busy timeout) when another
             // connection committed in between, which is exactly what ingest does all day.
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| E::from(e.into()))?;
             let out = f(&tx)?;
-            tx.commit()?;
+            tx.commit().map_err(|e| E::from(e.into()))?;
             Ok(out)
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(|e| E::from(StoreError::Task(e.to_string())))?
     }
 }
 

@@ -31,6 +31,37 @@ pub struct PostSummary {
     pub cadence_s: i64,
     /// Last status the post reported.
     pub status: Option<StatusSummary>,
+    /// Taken out of service (its history stays).
+    pub retired: bool,
+    /// Whether the post runs the config the registry wants (filled by the API from the
+    /// registry; None for posts outside it).
+    pub config: Option<ConfigState>,
+}
+
+/// A post's config compared with the registry's.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigState {
+    /// Hash of the config the registry wants, hex.
+    pub desired: String,
+    /// Hash the post reported, hex.
+    pub reported: Option<String>,
+    /// `current`, `outdated` (the post runs another config) or `unknown` (no status yet).
+    pub state: &'static str,
+}
+
+impl ConfigState {
+    /// Compares `desired` with what the post `reported`.
+    pub fn compare(desired: u32, reported: Option<u32>) -> Self {
+        Self {
+            desired: format!("{desired:08x}"),
+            reported: reported.map(|h| format!("{h:08x}")),
+            state: match reported {
+                None => "unknown",
+                Some(h) if h == desired => "current",
+                Some(_) => "outdated",
+            },
+        }
+    }
 }
 
 /// The last status message.
@@ -54,7 +85,8 @@ pub struct StatusSummary {
 pub fn posts(conn: &Connection) -> Result<Vec<PostSummary>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT p.id, p.kind, p.name, p.latitude, p.longitude, p.district, p.river, p.sensors, p.cadence_s,
-                s.online, s.firmware, s.config_hash, s.dropped, s.reconnects, s.received_at
+                s.online, s.firmware, s.config_hash, s.dropped, s.reconnects, s.received_at,
+                p.retired_at IS NOT NULL
          FROM posts p LEFT JOIN post_status s ON s.post = p.id ORDER BY p.id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -81,6 +113,8 @@ pub fn posts(conn: &Connection) -> Result<Vec<PostSummary>, StoreError> {
             sensors: serde_json::from_str(&sensors).unwrap_or_default(),
             cadence_s: r.get(8)?,
             status,
+            retired: r.get(15)?,
+            config: None,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
