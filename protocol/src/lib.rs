@@ -8,7 +8,9 @@
 //! - [`topic`][mod@topic]: `{prefix}/v1/posts/{post_id}/{telemetry|status|config}`;
 //! - [`senml`]: SenML (RFC 8428) telemetry in CBOR (from posts) and JSON (people, third parties),
 //!   decoded by looking at the first byte, never by a header;
-//! - [`status`]: the retained birth / last-will message on the status topic.
+//! - [`status`]: the retained birth / last-will message on the status topic;
+//! - [`device_config`]: the provisioning blob (identity, broker, credentials, sensors, initial
+//!   config) a post reads from flash.
 //!
 //! Decoding never panics and never allocates without bound: inputs larger than
 //! [`senml::MAX_PAYLOAD_BYTES`] are refused before parsing, and every refusal is a
@@ -26,9 +28,11 @@
     )
 )]
 
-#[cfg(feature = "std")]
+// Tests use `std` collections even in the no_std build.
+#[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod device_config;
 mod error;
 pub mod post_config;
 mod post_id;

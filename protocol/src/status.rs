@@ -2,10 +2,14 @@
 //! `offline` the broker publishes when it drops off.
 //!
 //! Birth message: a CBOR (from posts) or JSON map with text keys
-//! `{"state":"online","fw":"0.1.0","cfg":3735928559,"sensors":["pm2_5","no2"],"dropped":0,"reconnects":2}`.
+//! `{"state":"online","fw":"0.1.0","cfg":3735928559,"sensors":["pm2_5","no2"],"dropped":0,
+//!   "reconnects":2,"t_ms":1767225600123,"rssi":-71,"supply_mv":12040,"uptime":3600}`.
 //! `cfg` is the hash of the config the post runs; `dropped` counts readings the post's full
-//! store-and-forward queue dropped; unknown keys are ignored. The last will is the bare text
-//! `offline` (also accepted: a map with `"state":"offline"`).
+//! store-and-forward queue dropped. The optional `t_ms` (the post's UTC clock when it sent the
+//! status, unix milliseconds), `rssi` (dBm), `supply_mv` and `uptime` (seconds since boot) are
+//! written only when the post knows them, so commissioning can check clock offset and vitals.
+//! Unknown keys are ignored, so an older gateway accepts a newer post. The last will is the
+//! bare text `offline` (also accepted: a map with `"state":"offline"`).
 
 use minicbor::data::Type;
 use minicbor::encode::write::Cursor;
@@ -35,6 +39,14 @@ pub struct PostStatus {
     pub dropped: u32,
     /// Reconnects to the broker since boot.
     pub reconnects: u32,
+    /// The post's UTC clock when it sent this status, unix milliseconds (key `t_ms`).
+    pub clock_ms: Option<i64>,
+    /// Radio / network signal strength, dBm (key `rssi`).
+    pub rssi_dbm: Option<i16>,
+    /// Supply voltage, millivolts (key `supply_mv`).
+    pub supply_mv: Option<u16>,
+    /// Seconds since the post booted (key `uptime`).
+    pub uptime_s: Option<u32>,
 }
 
 impl PostStatus {
@@ -82,6 +94,10 @@ fn decode_cbor(payload: &[u8]) -> Result<PostStatus, DecodeError> {
             "cfg" => s.config_hash = Some(d.u32().map_err(bad)?),
             "dropped" => s.dropped = d.u32().map_err(bad)?,
             "reconnects" => s.reconnects = d.u32().map_err(bad)?,
+            "t_ms" => s.clock_ms = Some(d.i64().map_err(bad)?),
+            "rssi" => s.rssi_dbm = Some(d.i16().map_err(bad)?),
+            "supply_mv" => s.supply_mv = Some(d.u16().map_err(bad)?),
+            "uptime" => s.uptime_s = Some(d.u32().map_err(bad)?),
             "sensors" => {
                 let n = d.array().map_err(bad)?.ok_or(DecodeError::BadStatus)?;
                 for _ in 0..n {
@@ -137,6 +153,16 @@ fn decode_json(payload: &[u8]) -> Result<PostStatus, DecodeError> {
             "cfg" => s.config_hash = Some(as_u32(value)?),
             "dropped" => s.dropped = as_u32(value)?,
             "reconnects" => s.reconnects = as_u32(value)?,
+            "t_ms" => s.clock_ms = Some(value.as_i64().ok_or(DecodeError::BadStatus)?),
+            "rssi" => {
+                let v = value.as_i64().and_then(|n| i16::try_from(n).ok());
+                s.rssi_dbm = Some(v.ok_or(DecodeError::BadStatus)?);
+            }
+            "supply_mv" => {
+                let v = value.as_u64().and_then(|n| u16::try_from(n).ok());
+                s.supply_mv = Some(v.ok_or(DecodeError::BadStatus)?);
+            }
+            "uptime" => s.uptime_s = Some(as_u32(value)?),
             "sensors" => {
                 for q in value.as_array().ok_or(DecodeError::BadStatus)? {
                     let q = Quantity::parse(q.as_str().ok_or(DecodeError::BadStatus)?)
@@ -153,7 +179,12 @@ fn decode_json(payload: &[u8]) -> Result<PostStatus, DecodeError> {
 /// Encodes a birth message (or an offline status) as CBOR into `buf`.
 pub fn encode(status: &PostStatus, buf: &mut [u8]) -> Result<usize, crate::senml::EncodeError> {
     let mut e = Encoder::new(Cursor::new(buf));
-    let fields = 5 + u64::from(status.config_hash.is_some());
+    let fields = 5
+        + u64::from(status.config_hash.is_some())
+        + u64::from(status.clock_ms.is_some())
+        + u64::from(status.rssi_dbm.is_some())
+        + u64::from(status.supply_mv.is_some())
+        + u64::from(status.uptime_s.is_some());
     e.map(fields)?;
     e.str("state")?
         .str(if status.online { "online" } else { "offline" })?;
@@ -167,6 +198,18 @@ pub fn encode(status: &PostStatus, buf: &mut [u8]) -> Result<usize, crate::senml
     }
     e.str("dropped")?.u32(status.dropped)?;
     e.str("reconnects")?.u32(status.reconnects)?;
+    if let Some(t) = status.clock_ms {
+        e.str("t_ms")?.i64(t)?;
+    }
+    if let Some(r) = status.rssi_dbm {
+        e.str("rssi")?.i16(r)?;
+    }
+    if let Some(v) = status.supply_mv {
+        e.str("supply_mv")?.u16(v)?;
+    }
+    if let Some(u) = status.uptime_s {
+        e.str("uptime")?.u32(u)?;
+    }
     Ok(e.into_writer().position())
 }
 
@@ -192,6 +235,64 @@ mod tests {
         assert_eq!(decode(b"offline"), Ok(PostStatus::offline()));
         assert_eq!(decode(b"online?"), Err(DecodeError::BadStatus));
         assert_eq!(decode(b""), Err(DecodeError::Empty));
+    }
+
+    #[test]
+    fn clock_and_vitals_round_trip() {
+        let mut s = PostStatus {
+            online: true,
+            config_hash: Some(7),
+            clock_ms: Some(1_767_225_600_123),
+            rssi_dbm: Some(-71),
+            supply_mv: Some(12_040),
+            uptime_s: Some(3_600),
+            ..Default::default()
+        };
+        s.firmware.push_str("0.2.0").unwrap();
+        s.sensors.push(Quantity::WaterLevel).unwrap();
+        let mut buf = [0u8; 256];
+        let n = encode(&s, &mut buf).unwrap();
+        assert_eq!(decode(&buf[..n]), Ok(s));
+    }
+
+    #[test]
+    fn status_from_an_older_post_has_no_clock_or_vitals() {
+        // What a post before the vitals fields sent: {"state":"online","fw":"0.1.0","sensors":[],
+        // "dropped":0,"reconnects":0}, written byte by byte so the encoder cannot hide a change.
+        let mut old = std::vec::Vec::new();
+        old.push(0xa5);
+        for (k, v) in [("state", "online"), ("fw", "0.1.0")] {
+            old.push(0x60 + k.len() as u8);
+            old.extend_from_slice(k.as_bytes());
+            old.push(0x60 + v.len() as u8);
+            old.extend_from_slice(v.as_bytes());
+        }
+        old.extend_from_slice(b"\x67sensors\x80\x67dropped\x00\x6areconnects\x00");
+        let s = decode(&old).unwrap();
+        assert!(s.online);
+        assert_eq!(s.firmware.as_str(), "0.1.0");
+        assert_eq!(
+            (s.clock_ms, s.rssi_dbm, s.supply_mv, s.uptime_s),
+            (None, None, None, None)
+        );
+        // And an encoder without them writes none of the new keys.
+        let mut buf = [0u8; 128];
+        let n = encode(&s, &mut buf).unwrap();
+        assert_eq!(&buf[..n], old.as_slice());
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn json_status_with_clock_and_vitals_is_accepted() {
+        let s = decode(
+            br#"{"state":"online","fw":"1.2","t_ms":1767225600123,"rssi":-80,"supply_mv":11900,"uptime":5}"#,
+        )
+        .unwrap();
+        assert_eq!(s.clock_ms, Some(1_767_225_600_123));
+        assert_eq!(s.rssi_dbm, Some(-80));
+        assert_eq!(s.supply_mv, Some(11_900));
+        assert_eq!(s.uptime_s, Some(5));
+        assert_eq!(decode(br#"{"rssi":-40000}"#), Err(DecodeError::BadStatus));
     }
 
     #[cfg(feature = "std")]
