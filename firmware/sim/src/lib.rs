@@ -143,6 +143,8 @@ pub struct PostReport {
     pub dropped: u32,
     /// Failed sensor polls.
     pub sensor_errors: u32,
+    /// Successful sensor polls.
+    pub sensor_polls: u32,
 }
 
 /// What the fleet did.
@@ -231,6 +233,10 @@ pub async fn run(
                 && !link_model.random_outage(&link_post, t)
         });
         contexts.push(post::PostContext {
+            installed: post.quantities,
+            faults: Vec::new(),
+            credentials: None,
+            vitals: devices::SimVitals::new(&post),
             post,
             model: model.clone(),
             clock,
