@@ -12,6 +12,9 @@
 //!
 //! Reads and writes the MQTT topics of `protocol::topic`: telemetry (QoS 1), status (retained
 //! birth message, last will `offline`), config (subscribed).
+//!
+//! [`single`] runs one post at real time from a provisioning device config blob, with forced
+//! sensor faults and clock skew, for commissioning.
 
 pub mod backfill;
 pub mod clock;
@@ -20,6 +23,7 @@ pub mod fleet;
 pub mod model;
 pub mod mqtt;
 mod post;
+pub mod single;
 
 use std::future::Future;
 use std::sync::Arc;
