@@ -693,6 +693,8 @@ mod tests {
         let ConfigError::Invalid(problems) = c.validate().unwrap_err() else {
             panic!("expected Invalid")
         };
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        // Prefix, latitude, the duplicate id, and a river post without its river.
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("needs its river")), "{problems:?}");
     }
 }

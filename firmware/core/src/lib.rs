@@ -13,6 +13,11 @@
 //!   -> uplink::run_uplink (MQTT QoS 1; a record leaves the queue only on PUBACK)
 //! ```
 //!
+//! At boot a post reads its device config blob (identity, broker, credentials, sensors,
+//! initial config) from its own flash partition through [`provisioning`]. The uplink's
+//! retained status reports firmware, config hash, clock, uptime and the board's
+//! [`uplink::Vitals`] (signal, supply).
+//!
 //! `#![no_std]`, no allocator, no `unsafe`; builds for `thumbv7em-none-eabihf`.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -35,6 +40,7 @@ pub mod clock;
 pub mod correction;
 pub mod no2;
 pub mod pms;
+pub mod provisioning;
 pub mod river;
 pub mod sampling;
 pub mod sensor;

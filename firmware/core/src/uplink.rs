@@ -7,6 +7,11 @@
 //! `Watch` so the sensors and the sampler pick them up. A pack is removed from the queue only
 //! after its PUBACK; after any failure the task reconnects with exponential backoff and
 //! replays from the oldest pack, so readings arrive in time order with their original times.
+//!
+//! The retained status (birth message) is published at every connect, again right after a
+//! new config is applied (so the gateway sees the new `cfg` hash at once) and as a heartbeat
+//! every [`STATUS_HEARTBEAT`]. It carries the post's clock (Unix ms from [`Clock`]), its uptime
+//! (the monotonic clock, which starts at boot) and the [`Vitals`] the board provides.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -15,7 +20,7 @@ use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::mutex::Mutex;
 use embassy_sync::signal::Signal;
 use embassy_sync::watch::Sender;
-use embassy_time::{Duration, Timer};
+use embassy_time::{Duration, Instant, Timer};
 use embedded_storage_async::nor_flash::MultiwriteNorFlash;
 use protocol::post_config::{self, PostConfig, MAX_CONFIG_BYTES};
 use protocol::status::{PostStatus, MAX_SENSORS};
@@ -24,6 +29,7 @@ use protocol::{PostId, Quantity};
 
 use crate::fmt::{debug, warn};
 use crate::store::{RecordQueue, MAX_RECORD_BYTES};
+use crate::Clock;
 
 /// First reconnect delay; doubles per failure up to [`MAX_RECONNECT_BACKOFF`].
 pub const MIN_RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
@@ -31,6 +37,39 @@ pub const MIN_RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(60);
 /// With nothing queued, the uplink still looks for config messages this often.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
+/// The status is republished this often while connected, so the gateway's view of the clock,
+/// signal and supply stays fresh.
+pub const STATUS_HEARTBEAT: Duration = Duration::from_secs(15 * 60);
+
+/// Health readings only the board knows; each is `None` when the board cannot measure it.
+pub trait Vitals {
+    /// Signal strength of the network link (cellular / Wi-Fi RSSI), dBm.
+    fn rssi_dbm(&mut self) -> Option<i16>;
+    /// Supply voltage (battery or mains adapter rail), millivolts.
+    fn supply_mv(&mut self) -> Option<u16>;
+}
+
+/// A board that measures neither signal nor supply.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoVitals;
+
+impl Vitals for NoVitals {
+    fn rssi_dbm(&mut self) -> Option<i16> {
+        None
+    }
+    fn supply_mv(&mut self) -> Option<u16> {
+        None
+    }
+}
+
+impl<T: Vitals + ?Sized> Vitals for &mut T {
+    fn rssi_dbm(&mut self) -> Option<i16> {
+        (**self).rssi_dbm()
+    }
+    fn supply_mv(&mut self) -> Option<u16> {
+        (**self).supply_mv()
+    }
+}
 
 /// The last will registered at connect.
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +141,8 @@ pub struct UplinkIdentity<'a> {
     pub prefix: &'a str,
     /// Quantities the post's sensors provide (for the birth message).
     pub sensors: &'a [Quantity],
+    /// The post's wall clock, reported in the status as `t_ms`.
+    pub clock: Clock,
 }
 
 /// Reconnect delay after `failures` consecutive failures (1-based).
@@ -122,9 +163,16 @@ struct Topics {
 }
 
 /// The uplink task. Never returns; cancel it by dropping the future.
-pub async fn run_uplink<C: MqttClient, M: RawMutex, F: MultiwriteNorFlash, const W: usize>(
+pub async fn run_uplink<
+    C: MqttClient,
+    V: Vitals,
+    M: RawMutex,
+    F: MultiwriteNorFlash,
+    const W: usize,
+>(
     client: &mut C,
     id: UplinkIdentity<'_>,
+    mut vitals: V,
     queue: &Mutex<M, RecordQueue<F>>,
     queued: &Signal<M, ()>,
     config: Sender<'_, M, PostConfig, W>,
@@ -157,6 +205,7 @@ pub async fn run_uplink<C: MqttClient, M: RawMutex, F: MultiwriteNorFlash, const
         match session(
             client,
             &id,
+            &mut vitals,
             &topics,
             queue,
             queued,
@@ -181,9 +230,10 @@ enum SessionEnd {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn session<C: MqttClient, M: RawMutex, F: MultiwriteNorFlash, const W: usize>(
+async fn session<C: MqttClient, V: Vitals, M: RawMutex, F: MultiwriteNorFlash, const W: usize>(
     client: &mut C,
     id: &UplinkIdentity<'_>,
+    vitals: &mut V,
     topics: &Topics,
     queue: &Mutex<M, RecordQueue<F>>,
     queued: &Signal<M, ()>,
@@ -205,14 +255,17 @@ async fn session<C: MqttClient, M: RawMutex, F: MultiwriteNorFlash, const W: usi
     *connected_once = true;
     let after = |_| SessionEnd::AfterConnect;
     client.subscribe(&topics.config).await.map_err(after)?;
-    publish_birth(client, id, topics, queue, config, stats).await?;
+    publish_birth(client, id, vitals, topics, queue, config, stats).await?;
+    let mut status_at = Instant::now();
     let mut pack = [0u8; MAX_RECORD_BYTES];
     let mut cfg_buf = [0u8; MAX_CONFIG_BYTES];
     loop {
-        if let Some(n) = client.try_receive(&mut cfg_buf) {
-            if apply_config(cfg_buf.get(..n).unwrap_or(&[]), config, stats) {
-                publish_birth(client, id, topics, queue, config, stats).await?;
-            }
+        let applied = client
+            .try_receive(&mut cfg_buf)
+            .is_some_and(|n| apply_config(cfg_buf.get(..n).unwrap_or(&[]), config, stats));
+        if applied || Instant::now().saturating_duration_since(status_at) >= STATUS_HEARTBEAT {
+            publish_birth(client, id, vitals, topics, queue, config, stats).await?;
+            status_at = Instant::now();
         }
         let len = match queue.lock().await.peek(&mut pack).await {
             Ok(Some(p)) => Some(p.len()),
@@ -240,9 +293,16 @@ async fn session<C: MqttClient, M: RawMutex, F: MultiwriteNorFlash, const W: usi
     }
 }
 
-async fn publish_birth<C: MqttClient, M: RawMutex, F: MultiwriteNorFlash, const W: usize>(
+async fn publish_birth<
+    C: MqttClient,
+    V: Vitals,
+    M: RawMutex,
+    F: MultiwriteNorFlash,
+    const W: usize,
+>(
     client: &mut C,
     id: &UplinkIdentity<'_>,
+    vitals: &mut V,
     topics: &Topics,
     queue: &Mutex<M, RecordQueue<F>>,
     config: &Sender<'_, M, PostConfig, W>,
@@ -253,13 +313,19 @@ async fn publish_birth<C: MqttClient, M: RawMutex, F: MultiwriteNorFlash, const 
         config_hash: config.try_get().map(|c| c.hash()),
         dropped: queue.lock().await.dropped(),
         reconnects: stats.reconnects.load(Ordering::Relaxed),
+        clock_ms: Some(id.clock.now_ms()),
+        rssi_dbm: vitals.rssi_dbm(),
+        supply_mv: vitals.supply_mv(),
+        // The monotonic clock starts at boot; u32 seconds last 136 years.
+        uptime_s: Some(u32::try_from(Instant::now().as_secs()).unwrap_or(u32::MAX)),
         ..PostStatus::default()
     };
     let _ = status.firmware.push_str(crate::FIRMWARE_VERSION);
     for q in id.sensors.iter().take(MAX_SENSORS) {
         let _ = status.sensors.push(*q);
     }
-    let mut buf = [0u8; 256];
+    // 16 sensors with their names plus every optional field stay well under 512 bytes.
+    let mut buf = [0u8; 512];
     let n = protocol::status::encode(&status, &mut buf).map_err(|_| SessionEnd::AfterConnect)?;
     client
         .publish(&topics.status, buf.get(..n).unwrap_or(&[]), true)

@@ -1,6 +1,7 @@
 //! Timing driven by embassy-time's mock driver: the sensor loop's cadence and backoff, the
 //! sampler closing a silent window, and the uplink's reconnect backoff and
-//! remove-only-after-PUBACK rule. Futures are polled by hand and time moves only through
+//! remove-only-after-PUBACK rule, and the status it publishes (clock, vitals, config hash,
+//! heartbeat). Futures are polled by hand and time moves only through
 //! `MockDriver::advance`; there is one mock clock per test binary, so tests take a lock.
 
 use std::cell::RefCell;
@@ -20,7 +21,10 @@ use protocol::{PostId, Quantity, UnixSeconds};
 use taza_firmware_core::sampling::{run_sampler, SamplerStats};
 use taza_firmware_core::sensor::{run_sensor, Sample, SampleBatch, Samples, Sensor, SensorHealth};
 use taza_firmware_core::store::{RamNorFlash, RecordQueue};
-use taza_firmware_core::uplink::{run_uplink, LastWill, MqttClient, UplinkIdentity, UplinkStats};
+use taza_firmware_core::uplink::{
+    run_uplink, LastWill, MqttClient, NoVitals, UplinkIdentity, UplinkStats, Vitals,
+    STATUS_HEARTBEAT,
+};
 use taza_firmware_core::Clock;
 
 static MOCK_CLOCK: StdMutex<()> = StdMutex::new(());
@@ -171,6 +175,8 @@ struct FakeBroker {
     connects_at: Vec<Instant>,
     publish_failures: u32,
     published: Vec<(String, Vec<u8>, bool)>,
+    /// A message waiting on the config topic (what the broker would deliver).
+    inbox: Option<Vec<u8>>,
 }
 
 /// The client handle; the test reads the broker's record after the uplink future is dropped.
@@ -207,8 +213,10 @@ impl MqttClient for FakeClient<'_> {
             .push((topic.to_owned(), payload.to_vec(), retain));
         Ok(())
     }
-    fn try_receive(&mut self, _buf: &mut [u8]) -> Option<usize> {
-        None
+    fn try_receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let msg = self.0.borrow_mut().inbox.take()?;
+        buf.get_mut(..msg.len())?.copy_from_slice(&msg);
+        Some(msg.len())
     }
 }
 
@@ -233,12 +241,14 @@ fn uplink_backs_off_between_failed_connects_and_keeps_a_pack_until_it_is_acknowl
         post: &post,
         prefix: "taza",
         sensors: &[Quantity::No2],
+        clock: Clock::new(BOOT),
     };
     let mut client = FakeClient(&broker);
     {
         let fut = pin!(run_uplink(
             &mut client,
             id,
+            NoVitals,
             &queue,
             &queued,
             config.sender(),
@@ -274,6 +284,108 @@ fn uplink_backs_off_between_failed_connects_and_keeps_a_pack_until_it_is_acknowl
     }));
     assert_eq!(
         stats.reconnects.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+/// A board with a modem and a supply ADC.
+struct BoardVitals;
+
+impl Vitals for BoardVitals {
+    fn rssi_dbm(&mut self) -> Option<i16> {
+        Some(-71)
+    }
+    fn supply_mv(&mut self) -> Option<u16> {
+        Some(12_050)
+    }
+}
+
+#[test]
+fn status_carries_clock_and_vitals_then_the_new_config_hash_at_once_then_a_heartbeat() {
+    let _lock = MOCK_CLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    MockDriver::get().reset();
+    let broker = RefCell::new(FakeBroker::default());
+    let queue = Mutex::<NoopRawMutex, _>::new(
+        RecordQueue::open(RamNorFlash::<16_384>::new(), 0..16_384).unwrap(),
+    );
+    let queued: Signal<NoopRawMutex, ()> = Signal::new();
+    let boot_config = PostConfig::default();
+    let config: Watch<NoopRawMutex, PostConfig, 2> = Watch::new_with(boot_config.clone());
+    let stats = UplinkStats::new();
+    let post = PostId::parse("almaty-air-01").unwrap();
+    // Booted half a second into a Unix second: the status must keep the milliseconds.
+    let clock = Clock::from_unix_ms(BOOT.0 * 1000 + 500);
+    let id = UplinkIdentity {
+        post: &post,
+        prefix: "taza",
+        sensors: &[Quantity::Pm2_5, Quantity::No2],
+        clock,
+    };
+    let new_config = PostConfig {
+        sample_interval_s: 5,
+        window_s: 300,
+        ..PostConfig::default()
+    };
+    let mut payload = [0u8; 512];
+    let n = protocol::post_config::encode(&new_config, &mut payload).unwrap();
+    let mut client = FakeClient(&broker);
+    {
+        let mut fut = pin!(run_uplink(
+            &mut client,
+            id,
+            BoardVitals,
+            &queue,
+            &queued,
+            config.sender(),
+            &stats
+        ));
+        drive(fut.as_mut(), Duration::from_secs(1), 10);
+        // The gateway publishes a new retained config at 10 s.
+        broker.borrow_mut().inbox = Some(payload[..n].to_vec());
+        drive(fut.as_mut(), Duration::from_secs(1), 5);
+        // Then nothing happens for a quarter of an hour.
+        drive(fut.as_mut(), Duration::from_secs(1), 15 * 60);
+    }
+    let b = broker.borrow();
+    let s: Vec<(u64, protocol::status::PostStatus)> = b
+        .published
+        .iter()
+        .filter(|p| p.0.ends_with("/status"))
+        .map(|p| {
+            assert!(p.2, "status is retained");
+            let s = protocol::status::decode(&p.1).unwrap();
+            (s.uptime_s.unwrap().into(), s)
+        })
+        .collect();
+    let at: Vec<u64> = s.iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        at,
+        vec![0, 11, 11 + STATUS_HEARTBEAT.as_secs()],
+        "birth; after the config (picked up at the next idle poll, 1 s); heartbeat"
+    );
+    let (_, birth) = &s[0];
+    assert_eq!(birth.clock_ms, Some(BOOT.0 * 1000 + 500));
+    assert_eq!((birth.rssi_dbm, birth.supply_mv), (Some(-71), Some(12_050)));
+    assert_eq!(birth.config_hash, Some(boot_config.hash()));
+    assert_eq!(
+        birth.firmware.as_str(),
+        taza_firmware_core::FIRMWARE_VERSION
+    );
+    let (_, after) = &s[1];
+    assert_eq!(after.config_hash, Some(new_config.hash()));
+    assert_ne!(new_config.hash(), boot_config.hash());
+    assert_eq!(after.clock_ms, Some(BOOT.0 * 1000 + 500 + 11_000));
+    assert_eq!(
+        config.try_get(),
+        Some(new_config.clone()),
+        "the config was applied"
+    );
+    let (_, heartbeat) = &s[2];
+    assert_eq!(heartbeat.config_hash, Some(new_config.hash()));
+    assert_eq!(
+        stats
+            .configs_applied
+            .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
 }

@@ -2,7 +2,8 @@
 //! PMS5003 frames (checksums, the CF=1 channel reading high in wet air, occasional line
 //! garbage), and I²C devices that answer like an SHT3x (CRC-8 words) and an ADS1115 (config
 //! register selects the channel, conversion register returns counts of the probe's voltage).
-//! Faults from the model make a device NACK, fall silent or repeat itself.
+//! Faults from the model make a device NACK, fall silent or repeat itself; a device built
+//! `dead` never answers at all. [`SimVitals`] is the board's modem RSSI and supply rail.
 
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ pub struct SimPmsUart {
     out: Vec<u8>,
     last: Option<PmsReading>,
     frames: u64,
+    dead: bool,
 }
 
 impl SimPmsUart {
@@ -66,7 +68,14 @@ impl SimPmsUart {
             out: Vec::new(),
             last: None,
             frames: 0,
+            dead: false,
         }
+    }
+
+    /// When `dead`, the sensor never sends a frame (a broken sensor or cut cable).
+    pub fn dead(mut self, dead: bool) -> Self {
+        self.dead = dead;
+        self
     }
 
     fn reading(&mut self) -> PmsReading {
@@ -121,7 +130,12 @@ impl Write for SimPmsUart {
         // A passive-mode read request: 42 4D E2 00 00 01 71.
         if buf.get(2) == Some(&0xE2) {
             let t = self.world.now();
-            match self.world.model.fault(&self.world.post, PMS, t) {
+            let fault = if self.dead {
+                Fault::NotAnswering
+            } else {
+                self.world.model.fault(&self.world.post, PMS, t)
+            };
+            match fault {
                 Fault::NotAnswering => {}
                 Fault::Stuck => {
                     let r = *self.last.get_or_insert_with(PmsReading::default);
@@ -184,6 +198,7 @@ pub struct SimI2c {
     channel: usize,
     pending: Vec<u8>,
     stuck: Option<Vec<u8>>,
+    dead: bool,
 }
 
 impl SimI2c {
@@ -200,7 +215,14 @@ impl SimI2c {
             channel: 0,
             pending: Vec::new(),
             stuck: None,
+            dead: false,
         }
+    }
+
+    /// When `dead`, the device never acknowledges its address.
+    pub fn dead(mut self, dead: bool) -> Self {
+        self.dead = dead;
+        self
     }
 
     fn on_write(&mut self, bytes: &[u8]) {
@@ -270,7 +292,7 @@ impl I2c for SimI2c {
             .world
             .model
             .fault(&self.world.post, self.fault_index, self.world.now());
-        if fault == Fault::NotAnswering {
+        if self.dead || fault == Fault::NotAnswering {
             return Err(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address));
         }
         for op in operations {
@@ -295,5 +317,37 @@ impl I2c for SimI2c {
             }
         }
         Ok(())
+    }
+}
+
+/// The board's vitals: a cellular modem's RSSI around −71 dBm and a 12 V supply rail, each with
+/// a little deterministic noise per reading.
+#[derive(Debug, Clone)]
+pub struct SimVitals {
+    key: u64,
+    readings: u64,
+}
+
+impl SimVitals {
+    /// Vitals whose noise derives from `post`.
+    pub fn new(post: &PostDescriptor) -> Self {
+        Self {
+            key: crate::model::post_key(post),
+            readings: 0,
+        }
+    }
+
+    fn noise(&mut self, salt: u64) -> f64 {
+        self.readings += 1;
+        unit(self.key, self.readings, salt, 0) * 2.0 - 1.0
+    }
+}
+
+impl taza_firmware_core::uplink::Vitals for SimVitals {
+    fn rssi_dbm(&mut self) -> Option<i16> {
+        Some((-71.0 + 3.0 * self.noise(901)).round() as i16)
+    }
+    fn supply_mv(&mut self) -> Option<u16> {
+        Some((12_000.0 + 150.0 * self.noise(902)).round() as u16)
     }
 }

@@ -12,6 +12,9 @@
 //!
 //! Reads and writes the MQTT topics of `protocol::topic`: telemetry (QoS 1), status (retained
 //! birth message, last will `offline`), config (subscribed).
+//!
+//! [`single`] runs one post at real time from a provisioning device config blob, with forced
+//! sensor faults and clock skew, for commissioning.
 
 pub mod backfill;
 pub mod clock;
@@ -20,6 +23,7 @@ pub mod fleet;
 pub mod model;
 pub mod mqtt;
 mod post;
+pub mod single;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -143,6 +147,8 @@ pub struct PostReport {
     pub dropped: u32,
     /// Failed sensor polls.
     pub sensor_errors: u32,
+    /// Successful sensor polls.
+    pub sensor_polls: u32,
 }
 
 /// What the fleet did.
@@ -231,6 +237,10 @@ pub async fn run(
                 && !link_model.random_outage(&link_post, t)
         });
         contexts.push(post::PostContext {
+            installed: post.quantities,
+            faults: Vec::new(),
+            credentials: None,
+            vitals: devices::SimVitals::new(&post),
             post,
             model: model.clone(),
             clock,

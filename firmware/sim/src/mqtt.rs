@@ -76,6 +76,7 @@ pub struct SimMqtt {
     link_up: LinkPlan,
     conn: Option<Conn>,
     inbox: Arc<StdMutex<Option<Vec<u8>>>>,
+    credentials: Option<(String, String)>,
 }
 
 impl SimMqtt {
@@ -89,7 +90,14 @@ impl SimMqtt {
             link_up,
             conn: None,
             inbox: Arc::new(StdMutex::new(None)),
+            credentials: None,
         }
+    }
+
+    /// Connects with this MQTT user name and password (what provisioning issued).
+    pub fn with_credentials(mut self, username: &str, password: &str) -> Self {
+        self.credentials = Some((username.to_owned(), password.to_owned()));
+        self
     }
 
     fn check_link(&mut self) -> Result<(), SimMqttError> {
@@ -135,6 +143,9 @@ impl MqttClient for SimMqtt {
         let mut opts = MqttOptions::new(client_id, self.host.clone(), self.port);
         opts.set_keep_alive(StdDuration::from_secs(10));
         opts.set_clean_session(false);
+        if let Some((user, password)) = &self.credentials {
+            opts.set_credentials(user.clone(), password.clone());
+        }
         opts.set_last_will(RLastWill::new(
             will.topic,
             will.payload.to_vec(),

@@ -1,11 +1,16 @@
 //! One simulated post: its devices, the firmware core's tasks joined in one embassy task, and
 //! the executor thread all posts run on.
+//!
+//! The devices follow the post's installed quantities: a PMS5003 for any of pm1/pm2_5/pm10, an
+//! SHT3x for temperature/humidity (and for an NO2 cell, whose correction needs the climate), an
+//! ADS1115 with the B43F NO2 cell, and two ADS1115s of 4-20 mA river probes. A device measuring
+//! more than is installed has its extra quantities filtered out before the sampler.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use embassy_executor::Executor;
-use embassy_futures::join::{join4, join5};
+use embassy_futures::join::join5;
 use embassy_futures::select::select;
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, NoopRawMutex};
 use embassy_sync::channel::Channel;
@@ -21,14 +26,14 @@ use taza_firmware_core::no2::No2B43f;
 use taza_firmware_core::pms::Pms;
 use taza_firmware_core::river::{LinearProbe, RiverProbes};
 use taza_firmware_core::sampling::{run_sampler, SamplerStats};
-use taza_firmware_core::sensor::{run_sensor, SampleBatch, SensorHealth};
+use taza_firmware_core::sensor::{run_sensor, SampleBatch, Samples, Sensor, SensorHealth};
 use taza_firmware_core::sht3x::{self, LatestClimate, Sht3x};
 use taza_firmware_core::store::{RamFlashError, RamNorFlash, RecordQueue};
 use taza_firmware_core::uplink::{run_uplink, UplinkIdentity, UplinkStats};
 use taza_firmware_core::Clock;
 
-use crate::devices::{Personality, SimI2c, SimPmsUart, World};
-use crate::fleet::{PostDescriptor, PostKind};
+use crate::devices::{Personality, SimI2c, SimPmsUart, SimVitals, World};
+use crate::fleet::PostDescriptor;
 use crate::model::Model;
 use crate::mqtt::{LinkPlan, SimMqtt};
 use crate::{PostReport, MAX_POSTS};
@@ -37,11 +42,45 @@ use crate::{PostReport, MAX_POSTS};
 pub const FLASH_BYTES: usize = 256 * 1024;
 /// Sample batches buffered between sensors and sampler.
 const SAMPLE_CHANNEL: usize = 16;
-/// Config receivers: up to three sensors and the sampler.
-const CONFIG_RECEIVERS: usize = 4;
+/// Config receivers: up to five sensors and the sampler.
+const CONFIG_RECEIVERS: usize = 6;
+
+/// A sensor fault forced on one quantity (single-post mode's `--fault`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SensorFault {
+    /// The physical sensor measuring the quantity never answers: it and every other quantity
+    /// it measures have no readings (the core's not-answering path).
+    Silent,
+    /// The quantity's value is physically impossible ([`implausible_value`]).
+    Implausible,
+}
+
+/// The value an `Implausible` fault reports: beyond `sampling::measuring_range` and beyond
+/// physics for Almaty, in `quantity.unit()`. `None` for quantities the sim does not measure.
+pub fn implausible_value(q: Quantity) -> Option<f32> {
+    Some(match q {
+        Quantity::Pm1 | Quantity::Pm2_5 | Quantity::Pm10 => 3000.0,
+        Quantity::No2 => -500.0,
+        Quantity::Temperature => 95.0,
+        Quantity::Humidity => 130.0,
+        Quantity::WaterLevel => -500.0,
+        Quantity::WaterTemperature => 60.0,
+        Quantity::Conductivity => -100.0,
+        Quantity::Turbidity => -50.0,
+        Quantity::DissolvedOxygen => 40.0,
+        Quantity::Ph => 15.5,
+        _ => return None,
+    })
+}
 
 pub(crate) struct PostContext {
     pub post: Arc<PostDescriptor>,
+    /// Quantities installed (the status lists them; others are filtered out).
+    pub installed: &'static [Quantity],
+    pub faults: Vec<(Quantity, SensorFault)>,
+    /// MQTT user name and password.
+    pub credentials: Option<(String, String)>,
+    pub vitals: SimVitals,
     pub model: Arc<Model>,
     pub clock: Clock,
     pub config: PostConfig,
@@ -108,6 +147,14 @@ const RIVER_ADC1: [Quantity; 4] = [
     Quantity::Turbidity,
 ];
 const RIVER_ADC2: [Quantity; 2] = [Quantity::DissolvedOxygen, Quantity::Ph];
+const PMS_QUANTITIES: [Quantity; 3] = [Quantity::Pm1, Quantity::Pm2_5, Quantity::Pm10];
+const CLIMATE_QUANTITIES: [Quantity; 2] = [Quantity::Temperature, Quantity::Humidity];
+
+/// Quantities the simulator's devices can measure.
+pub fn simulated(q: Quantity) -> bool {
+    implausible_value(q).is_some()
+}
+
 const CHANNELS: [AdcChannel; 4] = [
     AdcChannel::A0,
     AdcChannel::A1,
@@ -141,13 +188,18 @@ async fn post_task(ctx: PostContext) {
             .iter()
             .map(|s| s.errors.load(Ordering::Relaxed))
             .sum(),
+        sensor_polls: stats
+            .sensors
+            .iter()
+            .map(|s| s.polls.load(Ordering::Relaxed))
+            .sum(),
     };
     let _ = ctx.done.try_send(report);
 }
 
 #[derive(Default)]
 struct PostStats {
-    sensors: [SensorHealth; 3],
+    sensors: [SensorHealth; 5],
     sampler: SamplerStats,
     uplink: UplinkStats,
 }
@@ -175,15 +227,22 @@ async fn post_main(
         clock,
         ctx.link_up.clone(),
     );
+    if let Some((user, password)) = &ctx.credentials {
+        mqtt = mqtt.with_credentials(user, password);
+    }
     let id = UplinkIdentity {
         post: &ctx.post.id,
         prefix: &ctx.prefix,
-        sensors: ctx.post.quantities,
+        sensors: ctx.installed,
+        clock,
     };
-    let (Some(r1), Some(r2), Some(r3)) = (config.receiver(), config.receiver(), config.receiver())
-    else {
-        return;
+    let installed = |qs: &[Quantity]| qs.iter().any(|q| ctx.installed.contains(q));
+    let dead = |qs: &[Quantity]| {
+        ctx.faults
+            .iter()
+            .any(|(q, f)| *f == SensorFault::Silent && qs.contains(q))
     };
+    let mut receivers = core::array::from_fn::<_, 5, _>(|_| config.receiver());
     let sampler = async {
         let Some(rx) = config.receiver() else { return };
         run_sampler(
@@ -201,64 +260,138 @@ async fn post_main(
     let uplink = run_uplink(
         &mut mqtt,
         id,
+        ctx.vitals.clone(),
         queue,
         &queued,
         config.sender(),
         &stats.uplink,
     );
-    let [h0, h1, h2] = &stats.sensors;
-    match ctx.post.kind {
-        PostKind::Air => {
-            let climate: LatestClimate<NoopRawMutex> = LatestClimate::new();
-            let mut pms = Pms::new(SimPmsUart::new(world.clone()));
-            let mut sht = Sht3x::new(
-                SimI2c::new(world.clone(), Personality::Sht3x),
-                Delay,
-                sht3x::DEFAULT_ADDRESS,
-                &climate,
-            );
-            let cell = ctx.config.no2.unwrap_or_default();
-            let adc = Ads1115::new(
-                SimI2c::new(world.clone(), Personality::No2Adc(cell)),
-                Delay,
-                ads1115::ADDRESS_GND,
-            );
-            // SHT3x has no barometer: the standard atmosphere at the post's height.
-            let p_pa = 101_325.0 * (1.0 - 2.255_77e-5 * ctx.post.elevation_m).powf(5.255_88);
-            let mut no2 = No2B43f::new(adc, cell, &climate, p_pa as f32);
-            join5(
-                run_sensor(&mut pms, clock, r1, samples.sender(), h0),
-                run_sensor(&mut sht, clock, r2, samples.sender(), h1),
-                run_sensor(&mut no2, clock, r3, samples.sender(), h2),
-                sampler,
-                uplink,
+    let [h0, h1, h2, h3, h4] = &stats.sensors;
+    let climate: LatestClimate<NoopRawMutex> = LatestClimate::new();
+    let cell = ctx.config.no2.unwrap_or_default();
+    let mut pms = installed(&PMS_QUANTITIES).then(|| {
+        let uart = SimPmsUart::new(world.clone()).dead(dead(&PMS_QUANTITIES));
+        Installed::new(Pms::new(uart), ctx)
+    });
+    let mut sht =
+        installed(&[Quantity::Temperature, Quantity::Humidity, Quantity::No2]).then(|| {
+            let i2c =
+                SimI2c::new(world.clone(), Personality::Sht3x).dead(dead(&CLIMATE_QUANTITIES));
+            Installed::new(
+                Sht3x::new(i2c, Delay, sht3x::DEFAULT_ADDRESS, &climate),
+                ctx,
             )
-            .await;
+        });
+    let mut no2 = installed(&[Quantity::No2]).then(|| {
+        let i2c =
+            SimI2c::new(world.clone(), Personality::No2Adc(cell)).dead(dead(&[Quantity::No2]));
+        let adc = Ads1115::new(i2c, Delay, ads1115::ADDRESS_GND);
+        // SHT3x has no barometer: the standard atmosphere at the post's height.
+        let p_pa = 101_325.0 * (1.0 - 2.255_77e-5 * ctx.post.elevation_m).powf(5.255_88);
+        Installed::new(No2B43f::new(adc, cell, &climate, p_pa as f32), ctx)
+    });
+    let (first, second) = river_probes();
+    let probes = |ps: &[LinearProbe]| ps.iter().zip(CHANNELS).map(|(p, c)| (c, *p)).collect();
+    let mut river1 = installed(&RIVER_ADC1).then(|| {
+        let i2c = SimI2c::new(world.clone(), Personality::RiverAdc(first.to_vec()))
+            .dead(dead(&RIVER_ADC1));
+        let adc = Ads1115::new(i2c, Delay, ads1115::ADDRESS_GND);
+        Installed::new(RiverProbes::new(adc, probes(&first), &RIVER_ADC1), ctx)
+    });
+    let mut river2 = installed(&RIVER_ADC2).then(|| {
+        let i2c = SimI2c::new(world.clone(), Personality::RiverAdc(second.to_vec()))
+            .dead(dead(&RIVER_ADC2));
+        let adc = Ads1115::new(i2c, Delay, ads1115::ADDRESS_VDD);
+        Installed::new(RiverProbes::new(adc, probes(&second), &RIVER_ADC2), ctx)
+    });
+    let [r0, r1, r2, r3, r4] = &mut receivers;
+    let sensors = join5(
+        maybe_run(pms.as_mut(), clock, r0.take(), &samples, h0),
+        maybe_run(sht.as_mut(), clock, r1.take(), &samples, h1),
+        maybe_run(no2.as_mut(), clock, r2.take(), &samples, h2),
+        maybe_run(river1.as_mut(), clock, r3.take(), &samples, h3),
+        maybe_run(river2.as_mut(), clock, r4.take(), &samples, h4),
+    );
+    embassy_futures::join::join3(sensors, sampler, uplink).await;
+}
+
+type ConfigRx<'a> = embassy_sync::watch::Receiver<'a, NoopRawMutex, PostConfig, CONFIG_RECEIVERS>;
+
+/// Runs `sensor` if the post has it; otherwise never completes.
+async fn maybe_run<S: Sensor>(
+    sensor: Option<&mut S>,
+    clock: Clock,
+    config: Option<ConfigRx<'_>>,
+    samples: &Channel<NoopRawMutex, SampleBatch, SAMPLE_CHANNEL>,
+    health: &SensorHealth,
+) {
+    match (sensor, config) {
+        (Some(s), Some(rx)) => run_sensor(s, clock, rx, samples.sender(), health).await,
+        _ => core::future::pending().await,
+    }
+}
+
+/// A device as installed on this post: quantities it measures that are not installed are
+/// dropped, and forced `Implausible` faults replace their quantity's value.
+struct Installed<S> {
+    inner: S,
+    keep: &'static [Quantity],
+    implausible: Vec<Quantity>,
+}
+
+impl<S: Sensor> Installed<S> {
+    fn new(inner: S, ctx: &PostContext) -> Self {
+        let keep: Vec<Quantity> = inner
+            .quantities()
+            .iter()
+            .copied()
+            .filter(|q| ctx.installed.contains(q))
+            .collect();
+        let implausible = ctx
+            .faults
+            .iter()
+            .filter(|(q, f)| *f == SensorFault::Implausible && keep.contains(q))
+            .map(|(q, _)| *q)
+            .collect();
+        Self {
+            inner,
+            // Once per device per post run: the core wants a 'static list of missed quantities.
+            keep: Box::leak(keep.into_boxed_slice()),
+            implausible,
         }
-        PostKind::River => {
-            let (first, second) = river_probes();
-            let probes =
-                |ps: &[LinearProbe]| ps.iter().zip(CHANNELS).map(|(p, c)| (c, *p)).collect();
-            let adc1 = Ads1115::new(
-                SimI2c::new(world.clone(), Personality::RiverAdc(first.to_vec())),
-                Delay,
-                ads1115::ADDRESS_GND,
-            );
-            let adc2 = Ads1115::new(
-                SimI2c::new(world.clone(), Personality::RiverAdc(second.to_vec())),
-                Delay,
-                ads1115::ADDRESS_VDD,
-            );
-            let mut s1 = RiverProbes::new(adc1, probes(&first), &RIVER_ADC1);
-            let mut s2 = RiverProbes::new(adc2, probes(&second), &RIVER_ADC2);
-            join4(
-                run_sensor(&mut s1, clock, r1, samples.sender(), h0),
-                run_sensor(&mut s2, clock, r2, samples.sender(), h1),
-                sampler,
-                uplink,
-            )
-            .await;
+    }
+}
+
+impl<S: Sensor> Sensor for Installed<S> {
+    const NAME: &'static str = S::NAME;
+    const MIN_POLL_INTERVAL: embassy_time::Duration = S::MIN_POLL_INTERVAL;
+    type Error = S::Error;
+
+    fn quantities(&self) -> &'static [Quantity] {
+        self.keep
+    }
+
+    async fn init(&mut self) -> Result<(), Self::Error> {
+        self.inner.init().await
+    }
+
+    async fn poll(&mut self, out: &mut Samples) -> Result<(), Self::Error> {
+        let mut all = Samples::new();
+        self.inner.poll(&mut all).await?;
+        for mut sample in all {
+            if !self.keep.contains(&sample.quantity) {
+                continue;
+            }
+            if self.implausible.contains(&sample.quantity) {
+                if let Some(v) = implausible_value(sample.quantity) {
+                    sample.value = v;
+                    sample.basis = v;
+                }
+            }
+            // `out` has room for everything the inner sensor produced.
+            let _ = out.push(sample);
         }
+        Ok(())
     }
 }
 

@@ -3,9 +3,7 @@
 //! with deadlines; never sleeps for a fixed time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use protocol::post_config::PostConfig;
 use protocol::topic::{self, TopicKind};
@@ -13,66 +11,13 @@ use protocol::{PostId, Quantity, UnixSeconds};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use taza_sim::{Fleet, Outage, PostKind, SimOptions};
 
-const MOSQUITTO: &str = "/usr/sbin/mosquitto";
-
-struct Broker {
-    child: Child,
-    port: u16,
-}
-
-impl Broker {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
-        let child = Command::new(MOSQUITTO)
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("this test needs Mosquitto at {MOSQUITTO}: {e}"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on {port} within 10 s"
-            );
-            std::thread::yield_now();
-        }
-        Self { child, port }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+mod support;
+use support::{mosquitto_available, unix_now, Broker};
 
 #[test]
 fn fleet_publishes_senml_through_a_real_broker_and_a_cut_off_post_replays_its_backlog_in_order() {
-    if !std::path::Path::new(MOSQUITTO).exists() {
-        // CI installs Mosquitto and sets TAZA_REQUIRE_MOSQUITTO=1; elsewhere say so loudly (past
-        // the harness's output capture) instead of passing in silence. The same fleet also runs
-        // through the gateway's embedded broker in tests/fleet_to_gateway.rs.
-        assert!(
-            std::env::var("TAZA_REQUIRE_MOSQUITTO").as_deref() != Ok("1"),
-            "TAZA_REQUIRE_MOSQUITTO=1 but {MOSQUITTO} is missing (apt-get install mosquitto)"
-        );
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "\n######## SKIPPED fleet_publishes_senml_through_a_real_broker: {MOSQUITTO} not installed ########\n"
-        );
+    // The same fleet also runs through the gateway's embedded broker in tests/fleet_to_gateway.rs.
+    if !mosquitto_available("fleet_publishes_senml_through_a_real_broker") {
         return;
     }
     let broker = Broker::start();
