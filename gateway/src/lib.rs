@@ -52,6 +52,9 @@ pub enum RunError {
     /// The alert rules cannot be used.
     #[error(transparent)]
     Alert(#[from] alert::AlertError),
+    /// The broker TLS files cannot be used.
+    #[error(transparent)]
+    MqttTls(#[from] ingest::tls::TlsError),
     /// The InfluxDB sink could not start.
     #[error(transparent)]
     Sink(#[from] sink::SinkError),
@@ -114,11 +117,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
                         .unwrap_or_default(),
                 )
             });
+            let tls = if b.tls {
+                Some(ingest::tls::client_config(&config.mqtt)?)
+            } else {
+                None
+            };
             (
                 ingest::Endpoint {
                     host: b.host.clone(),
                     port: b.port,
                     credentials,
+                    tls,
                 },
                 b.to_string(),
             )
@@ -136,6 +145,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
                     host: addr.ip().to_string(),
                     port: addr.port(),
                     credentials: None,
+                    tls: None,
                 },
                 addr.to_string(),
             )
