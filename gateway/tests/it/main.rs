@@ -19,5 +19,6 @@ mod bad_input;
 mod crash;
 mod delivery;
 mod e2e;
+mod replicas;
 mod scores;
 mod sink;
