@@ -644,7 +644,7 @@ mod tests {
         use protocol::UnixSeconds;
         let now = UnixSeconds(1_800_000_000);
         let m = SinkMetrics::new();
-        assert_eq!(m.health(now).configured, false);
+        assert!(!m.health(now).configured);
         m.enabled.store(true, std::sync::atomic::Ordering::Relaxed);
         let h = m.health(now);
         assert_eq!(
