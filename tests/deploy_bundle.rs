@@ -1101,7 +1101,10 @@ fn shipped_taza_toml_is_a_valid_gateway_config() {
     let cfg = Config::load(Some(&path), std::iter::empty()).expect("deploy/taza.toml loads");
     cfg.validate().expect("deploy/taza.toml validates");
     let broker = cfg.mqtt.broker.as_ref().expect("an external broker");
-    assert!(!broker.tls, "this build refuses mqtts://");
+    assert!(
+        !broker.tls,
+        "compose keeps the gateway on the internal listener by default"
+    );
     assert_eq!((broker.host.as_str(), broker.port), ("mosquitto", 1883));
     assert_eq!(broker.username.as_deref(), Some("gateway"));
     assert_eq!(cfg.store.data_dir, Path::new("/var/lib/taza"));
