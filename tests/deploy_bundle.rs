@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
-    SubscribeReasonCode,
+    SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use tokio::sync::mpsc;
 
@@ -122,10 +122,61 @@ fn make_passwords(dir: &Path, posts: &[&str]) -> Vec<(String, String)> {
     creds
 }
 
-/// The shipped `mosquitto.conf` with its listeners, certificate paths and data paths replaced by
-/// a plain loopback listener and files in `dir`; everything else (authentication, ACL, queue
-/// limits, persistence) as shipped.
-fn test_conf(dir: &Path, port: u16, acl: &Path) -> String {
+/// A test CA and a broker certificate for 127.0.0.1 and localhost, made with the openssl CLI as
+/// deploy/README.md makes the real ones (EC keys here, for speed). Returns the folder holding
+/// `ca.crt`, `broker.crt` and `broker.key`, the names the shipped `mosquitto.conf` uses.
+fn make_certs(dir: &Path) -> PathBuf {
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(
+        certs.join("broker.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let steps = [
+        format!(
+            "req -x509 -new {ec} -sha256 -days 2 -keyout ca.key -out ca.crt -subj /CN=taza-test-ca"
+        ),
+        format!("req -new {ec} -keyout broker.key -out broker.csr -subj /CN=localhost"),
+        "x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -sha256 \
+         -extfile broker.ext -out broker.crt"
+            .to_string(),
+    ];
+    for args in steps {
+        let out = Command::new(OPENSSL)
+            .args(args.split_whitespace())
+            .current_dir(&certs)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Started as root, Mosquitto drops to its own user before it loads the key; README has the
+    // operator do the same chmod for the container's uid.
+    use std::os::unix::fs::PermissionsExt as _;
+    for path in [dir, certs.as_path(), certs.join("broker.key").as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    certs
+}
+
+/// Ports of the two listeners the shipped `mosquitto.conf` declares.
+#[derive(Clone, Copy)]
+struct Ports {
+    /// The internal plain listener (1883 as shipped).
+    plain: u16,
+    /// The TLS listener (8883 as shipped).
+    tls: u16,
+}
+
+/// The shipped `mosquitto.conf` with its listeners moved to loopback on free ports, its
+/// certificate paths pointing at `certs` (same file names) and its data paths in `dir`;
+/// everything else (TLS version, authentication, ACL, queue limits, persistence) as shipped.
+fn test_conf(dir: &Path, certs: &Path, ports: Ports, acl: &Path) -> String {
     let shipped = read("deploy/mosquitto/mosquitto.conf");
     for needed in [
         "persistence true",
@@ -137,6 +188,7 @@ fn test_conf(dir: &Path, port: u16, acl: &Path) -> String {
         "cafile ",
         "certfile ",
         "keyfile ",
+        "tls_version ",
         "password_file ",
         "acl_file ",
     ] {
@@ -145,27 +197,27 @@ fn test_conf(dir: &Path, port: u16, acl: &Path) -> String {
             "mosquitto.conf lacks `{needed}`"
         );
     }
-    let mut conf: String = shipped
-        .lines()
-        .filter(|l| {
-            let key = l.split_whitespace().next().unwrap_or("");
-            !matches!(
-                key,
-                "listener"
-                    | "cafile"
-                    | "certfile"
-                    | "keyfile"
-                    | "tls_version"
-                    | "password_file"
-                    | "acl_file"
-                    | "persistence_location"
-                    | "log_dest"
-            )
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let mut conf = String::new();
+    for line in shipped.lines() {
+        let mut words = line.split_whitespace();
+        let key = words.next().unwrap_or("");
+        let value = words.next().unwrap_or("");
+        match (key, value) {
+            ("listener", "1883") => conf.push_str(&format!("listener {} 127.0.0.1\n", ports.plain)),
+            ("listener", "8883") => conf.push_str(&format!("listener {} 127.0.0.1\n", ports.tls)),
+            ("listener", other) => {
+                panic!("mosquitto.conf has a listener the test does not know: {other}")
+            }
+            ("cafile" | "certfile" | "keyfile", path) => {
+                let name = Path::new(path).file_name().expect("a file name");
+                conf.push_str(&format!("{key} {}\n", certs.join(name).display()));
+            }
+            ("password_file" | "acl_file" | "persistence_location" | "log_dest", _) => {}
+            _ => conf.push_str(&format!("{line}\n")),
+        }
+    }
     conf.push_str(&format!(
-        "log_dest file {}\npersistence_location {}/\npassword_file {}\nacl_file {}\nlistener {port} 127.0.0.1\n",
+        "log_dest file {}\npersistence_location {}/\npassword_file {}\nacl_file {}\n",
         dir.join("mosquitto.log").display(),
         dir.display(),
         dir.join("passwd").display(),
@@ -174,7 +226,49 @@ fn test_conf(dir: &Path, port: u16, acl: &Path) -> String {
     conf
 }
 
-fn start_mosquitto(conf_path: &Path, port: u16) -> KillOnDrop {
+/// Mosquitto from Debian on the shipped configuration (see [`test_conf`]), with test
+/// certificates and a password file made by the shipped script for `posts`.
+struct ShippedBroker {
+    ports: Ports,
+    certs: PathBuf,
+    creds: Vec<(String, String)>,
+    _process: KillOnDrop,
+}
+
+impl ShippedBroker {
+    fn start(dir: &Path, posts: &[&str]) -> Self {
+        let creds = make_passwords(dir, posts);
+        let certs = make_certs(dir);
+        let ports = Ports {
+            plain: free_port(),
+            tls: free_port(),
+        };
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            test_conf(dir, &certs, ports, &repo().join("deploy/mosquitto/acl")),
+        )
+        .unwrap();
+        let process = start_mosquitto(&conf, &[ports.plain, ports.tls]);
+        Self {
+            ports,
+            certs,
+            creds,
+            _process: process,
+        }
+    }
+
+    /// The password make-passwords.sh gave `user`.
+    fn password(&self, user: &str) -> String {
+        self.creds
+            .iter()
+            .find(|(u, _)| u == user)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| panic!("no account {user}"))
+    }
+}
+
+fn start_mosquitto(conf_path: &Path, ports: &[u16]) -> KillOnDrop {
     let child = Command::new(MOSQUITTO)
         .arg("-c")
         .arg(conf_path)
@@ -184,12 +278,14 @@ fn start_mosquitto(conf_path: &Path, port: u16) -> KillOnDrop {
         .expect("start mosquitto");
     let guard = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "mosquitto did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    for &port in ports {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     guard
 }
@@ -199,6 +295,47 @@ fn options(id: &str, port: u16, user: &str, password: &str) -> MqttOptions {
     o.set_credentials(user, password);
     o.set_keep_alive(Duration::from_secs(5));
     o
+}
+
+/// [`options`] over TLS, trusting the CA in `ca` (what a post has flashed) or, with `None`, only
+/// the public roots the gateway compiles in. The same configuration code the gateway uses.
+fn tls_options(id: &str, port: u16, user: &str, password: &str, ca: Option<&Path>) -> MqttOptions {
+    let mut o = options(id, port, user, password);
+    let cfg = taza_gateway::config::MqttConfig {
+        broker: Some(format!("mqtts://127.0.0.1:{port}").parse().unwrap()),
+        ca_file: ca.map(Path::to_path_buf),
+        ..Default::default()
+    };
+    let tls = taza_gateway::ingest::tls::client_config(&cfg).unwrap();
+    o.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
+    o
+}
+
+/// The `gateway` binary cargo built beside this test binary (`cargo test --workspace` builds it
+/// for the gateway's own integration tests; alone: `cargo build -p gateway`).
+fn gateway_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/deploy_bundle-<hash> -> target/<profile>/gateway
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary in target/<profile>/deps")
+        .join("gateway")
+}
+
+/// `GET path` on the gateway; status and body, or None while it does not answer.
+async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
 }
 
 /// Polls `eventloop` until the broker answers the CONNECT: Ok, or the refusal.
@@ -275,22 +412,9 @@ async fn mosquitto_acl_confines_each_post_to_its_own_topics() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let creds = make_passwords(dir.path(), &["alm-001", "alm-002"]);
-    let pw = |user: &str| {
-        creds
-            .iter()
-            .find(|(u, _)| u == user)
-            .map(|(_, p)| p.clone())
-            .unwrap()
-    };
-    let port = free_port();
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        test_conf(dir.path(), port, &repo().join("deploy/mosquitto/acl")),
-    )
-    .unwrap();
-    let _broker = start_mosquitto(&conf, port);
+    let broker = ShippedBroker::start(dir.path(), &["alm-001", "alm-002"]);
+    let pw = |user: &str| broker.password(user);
+    let port = broker.ports.plain;
 
     // Wrong password, someone else's password, and no credentials: refused at CONNECT.
     for (user, password) in [
@@ -446,6 +570,225 @@ async fn mosquitto_acl_confines_each_post_to_its_own_topics() {
     ] {
         let extra = tokio::time::timeout(Duration::from_millis(300), publish(rx)).await;
         assert!(extra.is_err(), "{name} received {extra:?}");
+    }
+}
+
+/// (post, value) of every stored reading, ordered by post and time.
+fn stored_readings(db: &Path) -> Vec<(String, f64)> {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = conn.prepare("SELECT post, value FROM readings ORDER BY post, at") else {
+        return Vec::new();
+    };
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(Iterator::collect)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_over_tls_stores_each_posts_own_readings_and_never_a_forgery() {
+    let test = "gateway_over_tls_stores_each_posts_own_readings_and_never_a_forgery";
+    let gateway_bin = gateway_binary();
+    if !tools_available(
+        test,
+        &[
+            MOSQUITTO,
+            MOSQUITTO_PASSWD,
+            OPENSSL,
+            gateway_bin.to_str().unwrap(),
+        ],
+        "apt-get install mosquitto openssl; the gateway binary: cargo build -p gateway",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = ShippedBroker::start(dir.path(), &["alm-001", "alm-002"]);
+    let tls = broker.ports.tls;
+    let ca = broker.certs.join("ca.crt");
+
+    // Over TLS as over plain TCP: wrong passwords are refused at CONNECT.
+    for (user, password) in [
+        ("alm-001", "wrong-password".to_string()),
+        ("gateway", broker.password("alm-001")),
+    ] {
+        let opts = tls_options("intruder", tls, user, &password, Some(&ca));
+        let (_c, mut el) = AsyncClient::new(opts, 10);
+        assert!(
+            matches!(
+                connect(&mut el).await,
+                Err(ConnectionError::ConnectionRefused(
+                    ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword
+                ))
+            ),
+            "{user} with a wrong password over TLS was not refused"
+        );
+    }
+    // A client that does not trust the city's CA stops at the handshake, password or not.
+    let opts = tls_options("no-ca", tls, "alm-001", &broker.password("alm-001"), None);
+    let (_c, mut el) = AsyncClient::new(opts, 10);
+    let untrusted = connect(&mut el).await;
+    assert!(
+        matches!(untrusted, Err(ConnectionError::Tls(_))),
+        "a broker certificate from an unknown CA was accepted: {untrusted:?}"
+    );
+
+    // The gateway: its password only in the environment, as compose and systemd pass it.
+    let http = free_port();
+    let data_dir = dir.path().join("gateway-data");
+    let config_file = dir.path().join("taza.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            r#"[mqtt]
+broker = "mqtts://gateway:CHANGE-ME@127.0.0.1:{tls}"
+client_id = "taza-gateway"
+ca_file = "{ca}"
+[store]
+data_dir = "{data}"
+[api]
+listen = "127.0.0.1:{http}"
+[[posts]]
+id = "alm-001"
+kind = "air"
+name = "A"
+latitude = 43.258
+longitude = 76.944
+sensors = ["pm2_5"]
+[[posts]]
+id = "alm-002"
+kind = "air"
+name = "B"
+latitude = 43.227
+longitude = 76.918
+sensors = ["pm2_5"]
+"#,
+            ca = ca.display(),
+            data = data_dir.display(),
+        ),
+    )
+    .unwrap();
+    let gateway_password = broker.password("gateway");
+    let broker_env = format!("mqtts://gateway:{gateway_password}@127.0.0.1:{tls}");
+
+    // `gateway config` shows the TLS settings and never the password.
+    let out = Command::new(&gateway_bin)
+        .arg("--config")
+        .arg(&config_file)
+        .arg("config")
+        .env("TAZA_MQTT__BROKER", &broker_env)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "gateway config: {printed}");
+    assert!(
+        printed.contains(&format!("mqtts://gateway:[redacted]@127.0.0.1:{tls}"))
+            && printed.contains(&format!("ca_file = \"{}\"", ca.display())),
+        "{printed}"
+    );
+    assert!(!printed.contains(&gateway_password), "password printed");
+
+    let _gateway = KillOnDrop(
+        Command::new(&gateway_bin)
+            .arg("--config")
+            .arg(&config_file)
+            .env("TAZA_MQTT__BROKER", &broker_env)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some((200, body)) = http_get(http, "/healthz").await {
+            let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if health["mqtt"] == "connected" {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not connect to the broker over TLS"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Posts over TLS with their own credentials. Post A sends its reading, a forgery under
+    // post B's id, and another of its own; post B sends its own.
+    let now = taza_gateway::calendar::now();
+    let pack = |post: &str, value: f64, minutes_ago: i64| {
+        let reading = protocol::Measurement {
+            quantity: protocol::Quantity::Pm2_5,
+            value,
+            at: now.offset(-60 * minutes_ago),
+            flags: protocol::QaFlags::NONE,
+            window_s: None,
+        };
+        protocol::senml::encode_json(&protocol::PostId::parse(post).unwrap(), &[reading])
+    };
+    let (post_a, _a_rx) = client(tls_options(
+        "alm-001",
+        tls,
+        "alm-001",
+        &broker.password("alm-001"),
+        Some(&ca),
+    ))
+    .await;
+    for (topic, payload) in [
+        ("taza/v1/posts/alm-001/telemetry", pack("alm-001", 11.0, 9)),
+        ("taza/v1/posts/alm-002/telemetry", pack("alm-002", 666.0, 8)),
+        ("taza/v1/posts/alm-001/telemetry", pack("alm-001", 12.0, 7)),
+    ] {
+        post_a
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    let (post_b, _b_rx) = client(tls_options(
+        "alm-002",
+        tls,
+        "alm-002",
+        &broker.password("alm-002"),
+        Some(&ca),
+    ))
+    .await;
+    post_b
+        .publish(
+            "taza/v1/posts/alm-002/telemetry",
+            QoS::AtLeastOnce,
+            false,
+            pack("alm-002", 21.0, 6),
+        )
+        .await
+        .unwrap();
+
+    // The broker keeps one connection's messages in order and the gateway commits in arrival
+    // order, so once A's second reading is stored the forgery would have been too.
+    let db = data_dir.join(taza_gateway::store::DB_FILE);
+    let expected = vec![
+        ("alm-001".to_string(), 11.0),
+        ("alm-001".to_string(), 12.0),
+        ("alm-002".to_string(), 21.0),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stored = stored_readings(&db);
+        let has = |p: &str, v: f64| stored.iter().any(|(q, w)| q == p && *w == v);
+        if has("alm-001", 12.0) && has("alm-002", 21.0) {
+            assert_eq!(
+                stored, expected,
+                "the gateway stored exactly each post's own readings"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readings sent over TLS not stored: {stored:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -758,7 +1101,10 @@ fn shipped_taza_toml_is_a_valid_gateway_config() {
     let cfg = Config::load(Some(&path), std::iter::empty()).expect("deploy/taza.toml loads");
     cfg.validate().expect("deploy/taza.toml validates");
     let broker = cfg.mqtt.broker.as_ref().expect("an external broker");
-    assert!(!broker.tls, "this build refuses mqtts://");
+    assert!(
+        !broker.tls,
+        "compose keeps the gateway on the internal listener by default"
+    );
     assert_eq!((broker.host.as_str(), broker.port), ("mosquitto", 1883));
     assert_eq!(broker.username.as_deref(), Some("gateway"));
     assert_eq!(cfg.store.data_dir, Path::new("/var/lib/taza"));

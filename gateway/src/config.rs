@@ -81,6 +81,19 @@ pub struct MqttConfig {
     /// issued, and may publish and subscribe only under their own id (the rules the shipped
     /// Mosquitto ACL applies to an external broker).
     pub embedded_auth: bool,
+    /// `mqtts://` only: PEM file of the CA certificate(s) the broker's certificate must chain
+    /// to (the city's private CA). None: the Mozilla roots compiled into the gateway
+    /// (webpki-roots), for a broker with a publicly issued certificate.
+    pub ca_file: Option<PathBuf>,
+    /// `mqtts://` only: PEM certificate chain the gateway presents to a broker that requires
+    /// mutual TLS; needs `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// `mqtts://` only: PEM private key (PKCS#8, PKCS#1 or SEC1) of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
+    /// Replicas: subscribe as `$share/<group>/<filter>` so that the broker hands each message
+    /// to one of the gateways in the group (each with its own `client_id` and store). None:
+    /// an ordinary subscription, every message to this gateway.
+    pub shared_group: Option<String>,
 }
 
 impl Default for MqttConfig {
@@ -94,7 +107,38 @@ impl Default for MqttConfig {
             reconnect_max_backoff: Duration::from_secs(30),
             allow_unregistered: false,
             embedded_auth: false,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            shared_group: None,
         }
+    }
+}
+
+impl MqttConfig {
+    /// TLS settings that cannot work together.
+    fn tls_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let tls = self.broker.as_ref().is_some_and(|b| b.tls);
+        if !tls {
+            for (key, set) in [
+                ("ca_file", self.ca_file.is_some()),
+                ("client_cert_file", self.client_cert_file.is_some()),
+                ("client_key_file", self.client_key_file.is_some()),
+            ] {
+                if set {
+                    problems.push(format!(
+                        "mqtt.{key} is set but mqtt.broker is not an mqtts:// (TLS) URL"
+                    ));
+                }
+            }
+        }
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            problems.push(
+                "mqtt.client_cert_file and mqtt.client_key_file go together (mutual TLS)".into(),
+            );
+        }
+        problems
     }
 }
 
@@ -545,10 +589,13 @@ impl Config {
         if self.mqtt.client_id.is_empty() {
             problems.push("mqtt.client_id must not be empty".into());
         }
-        if self.mqtt.broker.as_ref().is_some_and(|b| b.tls) {
-            problems.push(
-                "mqtts:// (TLS) brokers are not supported by this build yet; use mqtt://".into(),
-            );
+        problems.extend(self.mqtt.tls_problems());
+        if let Some(group) = &self.mqtt.shared_group {
+            if group.is_empty() || group.contains(['/', '+', '#']) {
+                problems.push(
+                    "mqtt.shared_group must be non-empty and contain no '/', '+' or '#'".into(),
+                );
+            }
         }
         if self.mqtt.embedded_auth && self.mqtt.broker.is_some() {
             problems.push(
@@ -695,6 +742,35 @@ mod tests {
         };
         // Prefix, latitude, the duplicate id, and a river post without its river.
         assert_eq!(problems.len(), 4, "{problems:?}");
-        assert!(problems.iter().any(|p| p.contains("needs its river")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("needs its river")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn tls_files_need_an_mqtts_broker_and_come_in_pairs() {
+        let problems = |toml: &str| -> Vec<String> {
+            let c = Config::deserialize(toml::Value::Table(toml.parse().unwrap())).unwrap();
+            match c.validate() {
+                Ok(()) => Vec::new(),
+                Err(ConfigError::Invalid(p)) => p,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let ok = problems(
+            "[mqtt]\nbroker = \"mqtts://gw:pw@mqtt.example:8883\"\nca_file = \"/etc/taza/ca.pem\"\n\
+             client_cert_file = \"/etc/taza/gw.crt\"\nclient_key_file = \"/etc/taza/gw.key\"\n\
+             shared_group = \"taza-gateways\"\n",
+        );
+        assert!(ok.is_empty(), "{ok:?}");
+        let bad = problems(
+            "[mqtt]\nbroker = \"mqtt://gw:pw@mqtt.example\"\nca_file = \"/etc/taza/ca.pem\"\n\
+             client_cert_file = \"/etc/taza/gw.crt\"\nshared_group = \"a/b\"\n",
+        );
+        assert_eq!(bad.len(), 4, "{bad:?}");
+        assert!(bad.iter().any(|p| p.contains("mqtt.ca_file is set")));
+        assert!(bad.iter().any(|p| p.contains("go together")));
+        assert!(bad.iter().any(|p| p.contains("shared_group")));
     }
 }

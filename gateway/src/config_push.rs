@@ -50,6 +50,11 @@ pub fn spawn(
     if let Some((user, pass)) = endpoint.credentials {
         options.set_credentials(user, pass);
     }
+    if let Some(tls) = endpoint.tls {
+        options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
+            tls,
+        )));
+    }
     let (client, mut eventloop) = AsyncClient::new(options, 256);
     tokio::spawn(async move {
         let mut published: HashMap<PostId, u32> = HashMap::new();

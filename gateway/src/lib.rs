@@ -58,6 +58,9 @@ pub enum RunError {
     /// The config file's posts could not be registered.
     #[error(transparent)]
     Registry(#[from] registry::manage::RegistryError),
+    /// The broker TLS files cannot be used.
+    #[error(transparent)]
+    MqttTls(#[from] ingest::tls::TlsError),
     /// The InfluxDB sink could not start.
     #[error(transparent)]
     Sink(#[from] sink::SinkError),
@@ -296,10 +299,16 @@ async fn connect_broker(
                     .unwrap_or_default(),
             )
         });
+        let tls = if b.tls {
+            Some(ingest::tls::client_config(&config.mqtt)?)
+        } else {
+            None
+        };
         let endpoint = ingest::Endpoint {
             host: b.host.clone(),
             port: b.port,
             credentials,
+            tls,
         };
         let broker = (b.host.clone(), b.port);
         return Ok((endpoint, b.to_string(), broker));
@@ -319,6 +328,7 @@ async fn connect_broker(
             host: addr.ip().to_string(),
             port: addr.port(),
             credentials: None,
+            tls: None,
         };
         let broker = (endpoint.host.clone(), addr.port());
         return Ok((endpoint, addr.to_string(), broker));
@@ -350,6 +360,7 @@ async fn connect_broker(
         host: inner.ip().to_string(),
         port: inner.port(),
         credentials: None,
+        tls: None,
     };
     Ok((
         endpoint,

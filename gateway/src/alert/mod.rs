@@ -91,6 +91,8 @@ pub struct Shared {
     pub registry: Registry,
     /// Wakes the delivery worker after notifications were queued.
     pub wake: mpsc::Sender<()>,
+    /// Channels `[alert.channels]` configures (for `/healthz`).
+    pub channels: Vec<outbox::Channel>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -149,6 +151,14 @@ pub fn spawn(
         public_url: cfg.public_url.clone(),
         registry: registry.clone(),
         wake: wake_tx,
+        channels: outbox::Channel::ALL
+            .into_iter()
+            .filter(|c| match c {
+                outbox::Channel::Webhook => !cfg.channels.webhooks.is_empty(),
+                outbox::Channel::Telegram => cfg.channels.telegram.is_some(),
+                outbox::Channel::Email => cfg.channels.email.is_some(),
+            })
+            .collect(),
     });
     let deliverer = deliver::spawn(
         cfg.channels.clone(),

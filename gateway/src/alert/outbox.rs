@@ -234,6 +234,45 @@ pub fn list(
     rows.collect()
 }
 
+/// One channel's undelivered notifications, for `/healthz`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ChannelBacklog {
+    /// Waiting for a first or a further attempt.
+    pub pending: i64,
+    /// Of those, how many already failed at least once (retrying).
+    pub retrying: i64,
+    /// Given up on: dead letters waiting for an operator (`GET /api/v1/outbox?state=dead`).
+    pub dead: i64,
+    /// The error of the newest undelivered row that has one (never a secret).
+    pub last_error: Option<String>,
+}
+
+/// Pending, retrying and dead counts of `channel`, and its newest delivery error.
+pub fn backlog(conn: &Connection, channel: Channel) -> rusqlite::Result<ChannelBacklog> {
+    let (pending, retrying, dead) = conn
+        .prepare_cached(
+            "SELECT coalesce(sum(state = 'pending'), 0),
+                    coalesce(sum(state = 'pending' AND last_error IS NOT NULL), 0),
+                    coalesce(sum(state = 'dead'), 0)
+             FROM outbox WHERE channel = ?1 AND state IN ('pending', 'dead')",
+        )?
+        .query_row([channel], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let last_error = conn
+        .prepare_cached(
+            "SELECT last_error FROM outbox
+             WHERE channel = ?1 AND state IN ('pending', 'dead') AND last_error IS NOT NULL
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row([channel], |r| r.get(0))
+        .optional()?;
+    Ok(ChannelBacklog {
+        pending,
+        retrying,
+        dead,
+        last_error,
+    })
+}
+
 /// Gives a dead letter a fresh round of attempts, due now (an operator fixed the receiver).
 /// Returns false when `id` is not a dead row.
 pub fn requeue(tx: &Transaction<'_>, id: i64, now: UnixSeconds) -> rusqlite::Result<bool> {

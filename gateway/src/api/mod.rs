@@ -6,6 +6,7 @@ mod alerts;
 mod auth;
 mod dashboard;
 mod error;
+mod health;
 mod posts;
 mod scores;
 
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -91,7 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts/{id}/resolve", post(alerts::resolve))
         .route("/api/v1/alert-rules", get(alerts::rules))
         .route("/api/v1/outbox", get(alerts::outbox))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics))
         .merge(dashboard::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
@@ -277,26 +278,6 @@ async fn live(
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
-}
-
-async fn healthz(State(s): State<AppState>) -> Response {
-    let store_ok = s
-        .pool
-        .run(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-        .await
-        .is_ok();
-    let mqtt_ok = s.metrics.mqtt_connected();
-    let status = if store_ok && mqtt_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = serde_json::json!({
-        "status": if status == StatusCode::OK { "ok" } else { "degraded" },
-        "store": if store_ok { "ok" } else { "failing" },
-        "mqtt": if mqtt_ok { "connected" } else { "disconnected" },
-    });
-    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

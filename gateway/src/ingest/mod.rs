@@ -7,9 +7,13 @@
 //! connection is then always recognised and dropped (the broker redelivers that message, the
 //! store absorbs the replay, and the new copy is acknowledged on the connection it came on).
 //!
-//! Reads: `{prefix}/v1/posts/+/telemetry` and `.../status`. Writes: the store channel.
+//! Reads: `{prefix}/v1/posts/+/telemetry` and `.../status` (as `$share/<group>/...` when
+//! `[mqtt] shared_group` is set: the broker then hands each message to one gateway of the group,
+//! and delivers it under its original topic, which is what [`decode`] parses). Writes: the store
+//! channel. Over TLS when the broker URL is `mqtts://` ([`tls`]).
 
 mod decode;
+pub mod tls;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -44,6 +48,24 @@ pub struct Endpoint {
     pub port: u16,
     /// Credentials.
     pub credentials: Option<(String, String)>,
+    /// TLS client configuration (`mqtts://`); None: plain TCP.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+/// The subscription filters for `topic_prefix`: telemetry and status, each as
+/// `$share/<group>/<filter>` when `shared_group` is set.
+pub fn subscription_filters(topic_prefix: &str, shared_group: Option<&str>) -> Vec<String> {
+    [
+        protocol::topic::TopicKind::Telemetry,
+        protocol::topic::TopicKind::Status,
+    ]
+    .into_iter()
+    .filter_map(|k| protocol::topic::filter(topic_prefix, k).ok())
+    .map(|t| match shared_group {
+        Some(group) => format!("$share/{group}/{t}"),
+        None => t.to_string(),
+    })
+    .collect()
 }
 
 /// Starts ingest. `output` carries messages to the store writer; `acks` brings back the tokens
@@ -68,18 +90,16 @@ pub fn spawn(
     if let Some((user, pass)) = endpoint.credentials {
         options.set_credentials(user, pass);
     }
+    if let Some(tls) = endpoint.tls {
+        options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
+            tls,
+        )));
+    }
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
     // PUBACKs are small and latency-bound: do not let Nagle hold them back.
     eventloop.network_options.set_tcp_nodelay(true);
     let ingest = Ingest {
-        filters: [
-            protocol::topic::TopicKind::Telemetry,
-            protocol::topic::TopicKind::Status,
-        ]
-        .into_iter()
-        .filter_map(|k| protocol::topic::filter(&cfg.topic_prefix, k).ok())
-        .map(|t| t.to_string())
-        .collect(),
+        filters: subscription_filters(&cfg.topic_prefix, cfg.shared_group.as_deref()),
         cfg,
         client,
         registry,

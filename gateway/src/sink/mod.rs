@@ -50,6 +50,12 @@ use crate::secret::SecretString;
 const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 /// Same as the other store connections: wait out the writer's group commits.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// `/healthz` calls the sink degraded once writes have failed for this long (a blip of a few
+/// retries is not worth a warning on the dashboard).
+pub const DEGRADED_AFTER_FAILING_FOR: Duration = Duration::from_secs(60);
+/// `/healthz` calls the sink degraded while this many readings wait: with Almaty's ~40 posts,
+/// ~10 quantities each, once a minute, about 25 minutes of the city's data.
+pub const DEGRADED_BACKLOG_POINTS: i64 = 10_000;
 
 /// Why the sink could not start.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +131,35 @@ pub struct SinkMetrics {
     backlog: Gauge,
     consecutive_failures: Gauge,
     last_success: Gauge,
+    /// Health only (not exported): whether a worker runs, when the current failure streak began
+    /// and when and why the last failed round failed (Unix seconds, 0 = never).
+    enabled: Arc<std::sync::atomic::AtomicBool>,
+    failing_since: Gauge,
+    last_failure: Gauge,
+    /// 1 + index in [`FailureKind::ALL`]; 0 = none.
+    last_failure_kind: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The sink's state for `/healthz`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SinkHealth {
+    /// `[sink.influxdb]` is configured and its worker runs.
+    pub configured: bool,
+    /// `ok`, or `degraded` (failing for longer than [`DEGRADED_AFTER_FAILING_FOR`], or
+    /// [`DEGRADED_BACKLOG_POINTS`] or more readings waiting).
+    pub status: &'static str,
+    /// Readings waiting for InfluxDB.
+    pub backlog_points: i64,
+    /// Failed rounds since the last success.
+    pub consecutive_failures: i64,
+    /// Seconds since InfluxDB last accepted a write; None: not since start.
+    pub last_success_age_s: Option<i64>,
+    /// Seconds since the last failed round; None: none since start.
+    pub last_failure_age_s: Option<i64>,
+    /// Why the last failed round failed (a [`FailureKind`] label).
+    pub last_failure_reason: Option<&'static str>,
+    /// Seconds the current failure streak has lasted; None: the last round succeeded.
+    pub failing_for_s: Option<i64>,
 }
 
 impl SinkMetrics {
@@ -191,6 +226,46 @@ impl SinkMetrics {
     /// Failed rounds since the last success.
     pub fn consecutive_failures(&self) -> i64 {
         self.consecutive_failures.get()
+    }
+
+    /// Health at `now`, for `/healthz`.
+    pub fn health(&self, now: protocol::UnixSeconds) -> SinkHealth {
+        use std::sync::atomic::Ordering;
+        let configured = self.enabled.load(Ordering::Relaxed);
+        let age = |at: i64| (at > 0).then(|| (now.0 - at).max(0));
+        let failing_for_s = if self.consecutive_failures.get() > 0 {
+            age(self.failing_since.get())
+        } else {
+            None
+        };
+        let backlog_points = self.backlog.get();
+        let degraded = configured
+            && (failing_for_s.is_some_and(|s| s >= DEGRADED_AFTER_FAILING_FOR.as_secs() as i64)
+                || backlog_points >= DEGRADED_BACKLOG_POINTS);
+        SinkHealth {
+            configured,
+            status: if degraded { "degraded" } else { "ok" },
+            backlog_points,
+            consecutive_failures: self.consecutive_failures.get(),
+            last_success_age_s: age(self.last_success.get()),
+            last_failure_age_s: age(self.last_failure.get()),
+            last_failure_reason: self
+                .last_failure_kind
+                .load(Ordering::Relaxed)
+                .checked_sub(1)
+                .and_then(|i| FailureKind::ALL.get(i))
+                .map(|k| k.as_label()),
+            failing_for_s,
+        }
+    }
+
+    fn record_failure(&self, kind: FailureKind) {
+        use std::sync::atomic::Ordering;
+        let now = crate::calendar::now().0;
+        self.last_failure.set(now);
+        if let Some(i) = FailureKind::ALL.iter().position(|k| *k == kind) {
+            self.last_failure_kind.store(i + 1, Ordering::Relaxed);
+        }
     }
 
     /// Failed rounds for `kind`.
@@ -424,6 +499,7 @@ impl Worker {
             WriteOutcome::Accepted => {
                 self.metrics.points_written.inc_by(points as u64);
                 self.metrics.consecutive_failures.set(0);
+                self.metrics.failing_since.set(0);
                 self.metrics.last_success.set(crate::calendar::now().0);
             }
             WriteOutcome::Drop(what) => {
@@ -453,6 +529,7 @@ impl Worker {
     }
 
     fn count_failure(&self, kind: FailureKind) {
+        self.metrics.record_failure(kind);
         self.metrics
             .failures
             .get_or_create(&ReasonLabel {
@@ -464,6 +541,9 @@ impl Worker {
     fn failed(&self, kind: FailureKind, what: &str) -> Round {
         self.count_failure(kind);
         let n = self.metrics.consecutive_failures.inc() + 1;
+        if n == 1 {
+            self.metrics.failing_since.set(crate::calendar::now().0);
+        }
         // One line at the first failure, then at powers of two: an outage of hours is a few
         // lines, not thousands.
         if n.count_ones() == 1 {
@@ -533,6 +613,9 @@ pub fn spawn(
     let client = InfluxClient::new(&cfg)?;
     let conn = Connection::open(db)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    metrics
+        .enabled
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let health = client.clone();
     tokio::spawn(async move {
         // Startup health check: a warning only; the queue holds readings until InfluxDB is up.
@@ -555,6 +638,42 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_is_degraded_after_a_minute_of_failures_or_a_large_backlog() {
+        use protocol::UnixSeconds;
+        let now = UnixSeconds(1_800_000_000);
+        let m = SinkMetrics::new();
+        assert!(!m.health(now).configured);
+        m.enabled.store(true, std::sync::atomic::Ordering::Relaxed);
+        let h = m.health(now);
+        assert_eq!(
+            (h.status, h.failing_for_s, h.last_failure_reason),
+            ("ok", None, None)
+        );
+
+        m.consecutive_failures.set(3);
+        m.failing_since.set(now.0 - 59);
+        m.record_failure(FailureKind::Unauthorized);
+        let h = m.health(now);
+        assert_eq!(h.status, "ok", "{h:?}");
+        assert_eq!(h.failing_for_s, Some(59));
+        assert_eq!(h.last_failure_reason, Some("unauthorized"));
+        m.failing_since.set(now.0 - 60);
+        assert_eq!(m.health(now).status, "degraded");
+
+        // Recovered, but far behind: still degraded until the backlog drains.
+        m.consecutive_failures.set(0);
+        m.last_success.set(now.0 - 2);
+        m.backlog.set(DEGRADED_BACKLOG_POINTS);
+        let h = m.health(now);
+        assert_eq!(
+            (h.status, h.failing_for_s, h.last_success_age_s),
+            ("degraded", None, Some(2))
+        );
+        m.backlog.set(DEGRADED_BACKLOG_POINTS - 1);
+        assert_eq!(m.health(now).status, "ok");
+    }
 
     fn row(id: i64, quantity: &str, kind: Option<&str>) -> queue::Queued {
         queue::Queued {

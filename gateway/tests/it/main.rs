@@ -19,5 +19,7 @@ mod bad_input;
 mod crash;
 mod delivery;
 mod e2e;
+mod health;
+mod replicas;
 mod scores;
 mod sink;

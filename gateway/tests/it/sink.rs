@@ -17,7 +17,7 @@ use taza_gateway::sink::InfluxConfig;
 use crate::support::*;
 
 /// Finds Debian's victoria-metrics. `None` means skip (after a loud banner) unless CI requires it.
-fn victoria_binary(test: &str) -> Option<PathBuf> {
+pub(crate) fn victoria_binary(test: &str) -> Option<PathBuf> {
     let candidates = [
         PathBuf::from("/usr/bin/victoria-metrics"),
         PathBuf::from("/usr/sbin/victoria-metrics"),
@@ -35,7 +35,7 @@ fn victoria_binary(test: &str) -> Option<PathBuf> {
 }
 
 /// A VictoriaMetrics process on a free port with its data in a temp dir (kept across restarts).
-struct Victoria {
+pub(crate) struct Victoria {
     binary: PathBuf,
     addr: SocketAddr,
     dir: tempfile::TempDir,
@@ -43,7 +43,7 @@ struct Victoria {
 }
 
 impl Victoria {
-    fn start(binary: &Path) -> Self {
+    pub(crate) fn start(binary: &Path) -> Self {
         let mut v = Self {
             binary: binary.to_path_buf(),
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
@@ -88,13 +88,13 @@ impl Victoria {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// `(labels without __name__, [(timestamp ms, value)])` of every series whose name matches
     /// `name_regex`.
-    async fn export(
+    pub(crate) async fn export(
         &self,
         name_regex: &str,
     ) -> Vec<(String, BTreeMap<String, String>, Vec<(i64, f64)>)> {
@@ -149,7 +149,7 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-fn sink_config(dir: &Path, posts: Vec<PostEntry>, url: String) -> Config {
+pub(crate) fn sink_config(dir: &Path, posts: Vec<PostEntry>, url: String) -> Config {
     let mut c = test_config(dir, posts, None);
     c.sink.influxdb = Some(InfluxConfig {
         url,
@@ -186,7 +186,7 @@ fn river_post(id: &str) -> PostEntry {
 }
 
 /// A recent minute boundary: VictoriaMetrics keeps a month by default.
-fn recent_start() -> i64 {
+pub(crate) fn recent_start() -> i64 {
     let now = taza_gateway::calendar::now().0;
     now - now % 60 - 6 * 3600
 }
