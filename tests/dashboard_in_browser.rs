@@ -117,6 +117,7 @@ async fn department_sees_every_post_live_values_and_charts_in_three_languages() 
         cadence: Some(Duration::from_secs(60)),
         critical_level: None,
         sample_interval: None,
+        warm_up: None,
         instruments: Vec::new(),
         calibration: Default::default(),
         gauge_zero_m: None,

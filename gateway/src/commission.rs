@@ -285,15 +285,6 @@ pub fn evaluate(
                     cadence.as_secs()
                 ),
             ),
-            Some(r) if !r.flags.is_valid_for_means() => check(
-                name,
-                false,
-                format!(
-                    "{} {unit} flagged {}: the post marks its own reading invalid",
-                    r.value,
-                    r.flags.names().collect::<Vec<_>>().join(", ")
-                ),
-            ),
             Some(r) => match ranges.get(q) {
                 Some(range) if r.value < range.min || r.value > range.max => check(
                     name,
@@ -301,6 +292,24 @@ pub fn evaluate(
                     format!(
                         "{} {unit} is outside the plausible {}–{} {unit} ({})",
                         r.value, range.min, range.max, range.source
+                    ),
+                ),
+                _ if QaFlags(r.flags.0 & QaFlags::INVALIDATING.0) == QaFlags::WARM_UP => check(
+                    name,
+                    false,
+                    format!(
+                        "{} {unit}, still warming up: wait for the warm-up to end and commission \
+                         again",
+                        r.value
+                    ),
+                ),
+                _ if !r.flags.is_valid_for_means() => check(
+                    name,
+                    false,
+                    format!(
+                        "{} {unit} flagged {}: the post marks its own reading invalid",
+                        r.value,
+                        r.flags.names().collect::<Vec<_>>().join(", ")
                     ),
                 ),
                 _ => check(

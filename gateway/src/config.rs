@@ -258,6 +258,14 @@ pub struct PostEntry {
         skip_serializing_if = "Option::is_none"
     )]
     pub sample_interval: Option<Duration>,
+    /// How long after boot readings are flagged warm-up; default 2 min (electrochemical cells
+    /// may want hours after storage).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub warm_up: Option<Duration>,
     /// Installed instruments with their serial numbers (what a technician reads off the box).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub instruments: Vec<Instrument>,
@@ -344,6 +352,7 @@ impl PostEntry {
             cadence: None,
             critical_level: None,
             sample_interval: None,
+            warm_up: None,
             instruments: Vec::new(),
             calibration: PostCalibration::default(),
             gauge_zero_m: None,

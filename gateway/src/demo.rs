@@ -52,6 +52,7 @@ pub fn registry_entries(fleet: &taza_sim::Fleet, cadence: Duration) -> Vec<PostE
                     source: "simulated gauge (taza-sim fleet)".into(),
                 }),
             sample_interval: None,
+            warm_up: None,
             instruments: Vec::new(),
             calibration: Default::default(),
             gauge_zero_m: None,

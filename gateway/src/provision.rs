@@ -122,7 +122,10 @@ pub fn desired_config(
     let config = PostConfig {
         sample_interval_s: sample_s,
         window_s,
-        warm_up_s: PostConfig::default().warm_up_s,
+        warm_up_s: match entry.warm_up {
+            Some(w) => u32::try_from(w.as_secs()).map_err(|_| bad("warm_up too long".into()))?,
+            None => PostConfig::default().warm_up_s,
+        },
         pm_humidity_correction: entry.kind == PostKind::Air
             && quantities.iter().any(|q| matches!(q, Quantity::Pm2_5)),
         calibrations,

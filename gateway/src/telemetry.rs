@@ -362,9 +362,10 @@ pub struct BrokerRefused<'a> {
 
 impl BrokerRefused<'_> {
     /// Every reason label.
-    pub const REASONS: [&'static str; 6] = [
+    pub const REASONS: [&'static str; 7] = [
         "no_credentials",
         "bad_credentials",
+        "not_in_service",
         "client_id_mismatch",
         "foreign_topic",
         "foreign_filter",

@@ -38,6 +38,34 @@ impl World {
     fn now(&self) -> UnixSeconds {
         self.clock.now()
     }
+
+    /// The air as this post's sensors see it at `t`: the truth plus each sensor's sample noise
+    /// (a real PMS5003 or SHT3x never returns the same value sample after sample; without it
+    /// the core rightly flags the window `STUCK`).
+    fn air(&self, t: UnixSeconds) -> crate::model::AirTruth {
+        let mut a = self.model.air(&self.post, t);
+        let n = |channel: u64| 2.0 * unit(self.model_seed(), channel, t.0 as u64, 0xA1) - 1.0;
+        a.pm2_5_ug_m3 *= 1.0 + 0.05 * n(1);
+        a.pm10_ug_m3 *= 1.0 + 0.05 * n(2);
+        a.pm1_ug_m3 *= 1.0 + 0.05 * n(3);
+        a.no2_ug_m3 += 2.0 * n(4);
+        a.temperature_c += 0.1 * n(5);
+        a.humidity_pct = (a.humidity_pct + 0.5 * n(6)).clamp(0.0, 100.0);
+        a
+    }
+
+    /// The river as this post's probes see it at `t` (truth plus probe noise).
+    fn river(&self, t: UnixSeconds) -> crate::model::RiverTruth {
+        let mut r = self.model.river(&self.post, t);
+        let n = |channel: u64| 2.0 * unit(self.model_seed(), channel, t.0 as u64, 0xB2) - 1.0;
+        r.level_cm += 0.3 * n(1);
+        r.water_temperature_c += 0.05 * n(2);
+        r.conductivity_us_cm *= 1.0 + 0.01 * n(3);
+        r.turbidity_ntu *= 1.0 + 0.03 * n(4);
+        r.dissolved_oxygen_mg_l += 0.05 * n(5);
+        r.ph += 0.02 * n(6);
+        r
+    }
 }
 
 /// Which sensor index a device is, for fault draws.
@@ -80,7 +108,7 @@ impl SimPmsUart {
 
     fn reading(&mut self) -> PmsReading {
         let t = self.world.now();
-        let a = self.world.model.air(&self.world.post, t);
+        let a = self.world.air(t);
         let growth = hygroscopic_growth(a.humidity_pct);
         // Plantower over-reads by ~40 % (Barkjohn 2021) and more in humid air.
         let atm = |v: f64| (v * 1.25 * growth).round().clamp(0.0, 1000.0) as u16;
@@ -229,7 +257,7 @@ impl SimI2c {
         let t = self.world.now();
         match (&self.personality, bytes) {
             (Personality::Sht3x, [0x24, 0x00]) => {
-                let a = self.world.model.air(&self.world.post, t);
+                let a = self.world.air(t);
                 let traw = (((a.temperature_c + 45.0) / 175.0 * 65535.0).round())
                     .clamp(0.0, 65535.0) as u16;
                 let hraw = ((a.humidity_pct / 100.0 * 65535.0).round()).clamp(0.0, 65535.0) as u16;
@@ -241,7 +269,7 @@ impl SimI2c {
                 self.channel = usize::from((hi >> 4) & 0b11);
             }
             (Personality::No2Adc(cell), [0x00]) => {
-                let a = self.world.model.air(&self.world.post, t);
+                let a = self.world.air(t);
                 let tk = a.temperature_c + f64::from(ZERO_CELSIUS_K);
                 // Invert the conversion the firmware does: µg/m³ -> ppb at this T and P.
                 let ppb = a.no2_ug_m3 * 8.314_462_6 * tk / (46.0055 * a.pressure_pa) * 1000.0;
@@ -258,7 +286,7 @@ impl SimI2c {
                 self.pending = Counts::from_millivolts(mv as f32).0.to_be_bytes().to_vec();
             }
             (Personality::RiverAdc(probes), [0x00]) => {
-                let r = self.world.model.river(&self.world.post, t);
+                let r = self.world.river(t);
                 let value = |p: &LinearProbe| match p.quantity {
                     protocol::Quantity::WaterLevel => r.level_cm,
                     protocol::Quantity::WaterTemperature => r.water_temperature_c,

@@ -6,7 +6,8 @@
 //!   checked against its stored hash), and the client id must be the post id, so no post can
 //!   take over another's session;
 //! - a post may PUBLISH only to its own `telemetry` and `status` topics (its last will too) and
-//!   SUBSCRIBE only to its own `config` topic.
+//!   SUBSCRIBE only to its own `config` topic;
+//! - a post retired while connected is disconnected at its next PUBLISH.
 //!
 //! A refused CONNECT gets CONNACK 4 (bad user name or password) or 5 (not authorised); any later
 //! violation closes the connection, counted in `taza_broker_refused_total`. Closing rather than
@@ -27,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::Registry;
+use crate::registry::{Admission, Registry};
 use crate::telemetry::{BrokerRefused, Metrics};
 
 /// How long a new connection may take to send its CONNECT.
@@ -257,6 +258,10 @@ fn admit(frame: &Frame, policy: &Policy) -> Result<(PostId, String), Denied> {
 /// Whether a post may send `packet` after CONNECT.
 fn allowed(packet: &Packet, post: &PostId, policy: &Policy) -> Result<(), Refusal> {
     match packet {
+        // Retired while connected: its credentials are gone, and so is this connection.
+        Packet::Publish(_) if policy.registry.admit(post) != Admission::Registered => {
+            Err(Refusal::new("not_in_service", post.as_str()))
+        }
         Packet::Publish(p) => {
             if own_topic(
                 &p.topic,

@@ -45,6 +45,7 @@ pub fn air_post(id: &str) -> PostEntry {
         cadence: Some(Duration::from_secs(60)),
         critical_level: None,
         sample_interval: None,
+        warm_up: None,
         instruments: Vec::new(),
         calibration: Default::default(),
         gauge_zero_m: None,

@@ -25,6 +25,7 @@ fn post(id: &str, kind: PostKind) -> PostEntry {
             source: "test".into(),
         }),
         sample_interval: None,
+        warm_up: None,
         instruments: Vec::new(),
         calibration: Default::default(),
         gauge_zero_m: None,
