@@ -156,7 +156,7 @@ async fn main(_spawner: Spawner) {
     let p = embassy_stm32::init(Default::default());
     defmt::info!("taza post {}", taza_firmware_core::FIRMWARE_VERSION);
 
-    // Status LED on PA5 (Nucleo-64 LD2's pin; see firmware/README.md for the F412ZG board).
+    // Status LED on PA5, free on the LQFP64 (on the Nucleo-F412ZG: see firmware/README.md).
     let mut led = Output::new(p.PA5, Level::Low, Speed::Low);
     status_led::boot_flash(&mut led).await;
 
