@@ -75,7 +75,7 @@ impl<'a, W: Write> CellularMqtt<'a, W> {
             .await?;
         m.command(
             "+CGDCONT",
-            &[Arg::Num(1), Arg::Quoted("IP"), Arg::Quoted(&self.net.apn)],
+            &[Arg::Num(1), Arg::Quoted("IP"), Arg::Quoted(self.net.apn)],
             None,
             COMMAND_TIMEOUT,
         )
@@ -128,7 +128,7 @@ impl<'a, W: Write> CellularMqtt<'a, W> {
         let m = &mut self.modem;
         m.command(
             "+CNTP",
-            &[Arg::Quoted(&self.net.ntp_server), Arg::Num(0)],
+            &[Arg::Quoted(self.net.ntp_server), Arg::Num(0)],
             None,
             COMMAND_TIMEOUT,
         )

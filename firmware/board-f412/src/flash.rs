@@ -1,6 +1,7 @@
-//! The store-and-forward queue's view of the internal flash: the [`crate::partitions::QUEUE`]
-//! sectors of embassy-stm32's async flash driver, addressed from 0, as an embedded-storage-async
-//! `MultiwriteNorFlash` (what the core's `RecordQueue` needs).
+//! One partition of the internal flash (sectors of embassy-stm32's async flash driver,
+//! addressed from 0) as an embedded-storage-async `MultiwriteNorFlash`: at boot the
+//! [`crate::partitions::PROVISIONING`] sector for the core's `read_device_config`, then the
+//! [`crate::partitions::QUEUE`] sectors for the core's `RecordQueue`.
 //!
 //! Why multiwrite holds here: the STM32F4 flash has no ECC and programming only clears bits
 //! (RM0402 §3.5.3), so rewriting a programmed word with a value that only clears more bits is
@@ -20,21 +21,21 @@ use embedded_storage_async::nor_flash::{
 };
 
 /// One partition of the internal flash.
-pub struct QueueFlash<'d> {
+pub struct FlashPartition<'d> {
     flash: Flash<'d, Async>,
     range: Range<u32>,
 }
 
 /// Flash failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
-pub enum QueueFlashError {
+pub enum PartitionError {
     /// The driver failed (program, erase or alignment error).
     Driver(#[defmt(Debug2Format)] Error),
     /// An access outside the partition.
     OutOfBounds,
 }
 
-impl NorFlashError for QueueFlashError {
+impl NorFlashError for PartitionError {
     fn kind(&self) -> NorFlashErrorKind {
         match self {
             Self::Driver(e) => e.kind(),
@@ -43,40 +44,45 @@ impl NorFlashError for QueueFlashError {
     }
 }
 
-impl<'d> QueueFlash<'d> {
+impl<'d> FlashPartition<'d> {
     /// The partition `range` (offsets from the flash base, whole sectors) of `flash`.
     pub fn new(flash: Flash<'d, Async>, range: Range<u32>) -> Self {
         Self { flash, range }
     }
 
+    /// The driver back, to map another partition.
+    pub fn into_inner(self) -> Flash<'d, Async> {
+        self.flash
+    }
+
     /// Partition offset -> flash offset, checking that `len` bytes fit.
-    fn map(&self, offset: u32, len: usize) -> Result<u32, QueueFlashError> {
-        let len = u32::try_from(len).map_err(|_| QueueFlashError::OutOfBounds)?;
+    fn map(&self, offset: u32, len: usize) -> Result<u32, PartitionError> {
+        let len = u32::try_from(len).map_err(|_| PartitionError::OutOfBounds)?;
         let start = self
             .range
             .start
             .checked_add(offset)
-            .ok_or(QueueFlashError::OutOfBounds)?;
-        let end = start.checked_add(len).ok_or(QueueFlashError::OutOfBounds)?;
+            .ok_or(PartitionError::OutOfBounds)?;
+        let end = start.checked_add(len).ok_or(PartitionError::OutOfBounds)?;
         if end > self.range.end {
-            return Err(QueueFlashError::OutOfBounds);
+            return Err(PartitionError::OutOfBounds);
         }
         Ok(start)
     }
 }
 
-impl ErrorType for QueueFlash<'_> {
-    type Error = QueueFlashError;
+impl ErrorType for FlashPartition<'_> {
+    type Error = PartitionError;
 }
 
-impl ReadNorFlash for QueueFlash<'_> {
+impl ReadNorFlash for FlashPartition<'_> {
     const READ_SIZE: usize = <Flash<'static, Async> as ReadNorFlash>::READ_SIZE;
 
     async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
         let at = self.map(offset, bytes.len())?;
         self.flash
             .blocking_read(at, bytes)
-            .map_err(QueueFlashError::Driver)
+            .map_err(PartitionError::Driver)
     }
 
     fn capacity(&self) -> usize {
@@ -84,7 +90,7 @@ impl ReadNorFlash for QueueFlash<'_> {
     }
 }
 
-impl NorFlash for QueueFlash<'_> {
+impl NorFlash for FlashPartition<'_> {
     const WRITE_SIZE: usize = <Flash<'static, Async> as NorFlash>::WRITE_SIZE;
     const ERASE_SIZE: usize = <Flash<'static, Async> as NorFlash>::ERASE_SIZE;
 
@@ -94,7 +100,7 @@ impl NorFlash for QueueFlash<'_> {
         self.flash
             .erase(start, end)
             .await
-            .map_err(QueueFlashError::Driver)
+            .map_err(PartitionError::Driver)
     }
 
     async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
@@ -102,9 +108,9 @@ impl NorFlash for QueueFlash<'_> {
         self.flash
             .write(at, bytes)
             .await
-            .map_err(QueueFlashError::Driver)
+            .map_err(PartitionError::Driver)
     }
 }
 
 // See the module docs: F4 flash programming only clears bits and has no ECC.
-impl MultiwriteNorFlash for QueueFlash<'_> {}
+impl MultiwriteNorFlash for FlashPartition<'_> {}

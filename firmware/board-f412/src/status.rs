@@ -1,8 +1,11 @@
-//! Board health the post's status message will carry once `protocol::status::PostStatus` has
-//! fields for it (signal strength and supply voltage). Written by the cellular client (at every
-//! connect) and the supply monitor; read by whoever builds the status.
+//! Board health the post's status message carries (signal strength and supply voltage).
+//! Written by the cellular client (`AT+CSQ` at every connect) and the supply monitor (ADC
+//! divider, every minute); read by the core's uplink through its [`Vitals`] trait, implemented
+//! here for `&BoardStatus`.
 
 use core::sync::atomic::{AtomicI32, Ordering};
+
+use taza_firmware_core::uplink::Vitals;
 
 /// Stored when a value is not known.
 const UNKNOWN: i32 = i32::MIN;
@@ -37,7 +40,6 @@ impl BoardStatus {
     }
 
     /// Supply (battery) voltage at the last measurement, mV.
-    #[allow(dead_code)] // read by the status message once PostStatus has `supply_mv`
     pub fn supply_mv(&self) -> Option<u16> {
         let v = self.supply_mv.load(Ordering::Relaxed);
         u16::try_from(v).ok()
@@ -52,5 +54,17 @@ impl BoardStatus {
 impl Default for BoardStatus {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The uplink reads the latest figures when it builds a status (at connect, after a config,
+/// every heartbeat).
+impl Vitals for &BoardStatus {
+    fn rssi_dbm(&mut self) -> Option<i16> {
+        BoardStatus::rssi_dbm(self)
+    }
+
+    fn supply_mv(&mut self) -> Option<u16> {
+        BoardStatus::supply_mv(self)
     }
 }

@@ -57,8 +57,8 @@ where
         match supply_mv(raw, vref) {
             Some(mv) => {
                 status.set_supply_mv(mv);
-                // Until PostStatus carries them, the board's health goes to the probe log.
-                defmt::info!("health: supply {} mV, rssi {} dBm", mv, status.rssi_dbm());
+                // The status message carries both; the probe log shows them between statuses.
+                defmt::debug!("health: supply {} mV, rssi {} dBm", mv, status.rssi_dbm());
                 if mv < LOW_SUPPLY_MV {
                     defmt::warn!("supply low: {} mV", mv);
                 }

@@ -1,8 +1,11 @@
-//! The board's AT parsers (`src/at.rs`, no HAL) compiled for the host and tested.
+//! The board's HAL-free modules compiled for the host and tested: the AT parsers
+//! (`src/at.rs`) and the device config checks (`src/provisioning.rs`).
 #![no_std]
 
 #[path = "../../src/at.rs"]
 pub mod at;
+#[path = "../../src/provisioning.rs"]
+pub mod provisioning;
 
 #[cfg(test)]
 mod tests {
@@ -142,5 +145,119 @@ mod tests {
         assert!(!quotable("pa\"ss"));
         assert!(!quotable("line\r\nAT+CFUN=0"));
         assert!(!quotable("Алматы"));
+    }
+}
+
+/// The board's view of a device config blob, from the bytes `gateway posts provision` writes.
+#[cfg(test)]
+mod provisioning_tests {
+    use crate::provisioning::*;
+    use protocol::device_config::{self, DeviceConfig, MAX_DEVICE_CONFIG_BYTES};
+    use protocol::post_config::PostConfig;
+    use protocol::{PostId, Quantity};
+
+    fn text<const N: usize>(t: &str) -> heapless::String<N> {
+        heapless::String::try_from(t).unwrap()
+    }
+
+    fn device(sensors: &[Quantity]) -> DeviceConfig {
+        let config = PostConfig {
+            sample_interval_s: 5,
+            window_s: 300,
+            ..PostConfig::default()
+        };
+        DeviceConfig {
+            post: PostId::parse("almaty-042").unwrap(),
+            broker_host: text("mqtt.taza.kz"),
+            broker_port: 1883,
+            broker_tls: false,
+            username: text("almaty-042"),
+            password: text("Zq8t-3vX_long-random-secret"),
+            topic_prefix: text("taza-test"),
+            sensors: sensors.iter().copied().collect(),
+            config,
+        }
+    }
+
+    /// Encodes and decodes like the flash round trip: what the board gets from the core's reader.
+    fn through_blob(d: &DeviceConfig) -> DeviceConfig {
+        let mut buf = [0xFFu8; MAX_DEVICE_CONFIG_BYTES];
+        let n = device_config::encode(d, &mut buf).unwrap();
+        assert!(n < buf.len());
+        // The core reads the whole 1 KiB: the blob followed by erased flash.
+        device_config::decode(&buf).unwrap()
+    }
+
+    #[test]
+    fn a_provisioned_air_post_gets_its_identity_broker_credentials_and_config() {
+        let d = device(&[Quantity::Pm2_5, Quantity::No2]);
+        let board = BoardConfig::from_device(through_blob(&d), FLEET).unwrap();
+        assert_eq!(board.post.as_str(), "almaty-042");
+        assert_eq!(board.prefix.as_str(), "taza-test");
+        assert_eq!(board.net.broker_host.as_str(), "mqtt.taza.kz");
+        assert_eq!(board.net.broker_port, 1883);
+        assert_eq!(board.net.username.as_str(), "almaty-042");
+        assert_eq!(board.net.password.as_str(), "Zq8t-3vX_long-random-secret");
+        assert_eq!(board.net.apn, FLEET.apn);
+        assert_eq!(board.net.ntp_server, FLEET.ntp_server);
+        assert_eq!(board.elevation_m, FLEET.elevation_m);
+        assert_eq!(board.sensors.as_slice(), &[Quantity::Pm2_5, Quantity::No2]);
+        assert_eq!(board.config.window_s, 300);
+        assert_eq!(board.config.hash(), d.config.hash());
+    }
+
+    #[test]
+    fn only_installed_quantities_of_each_sensor_are_kept_and_no2_needs_the_climate_sensor() {
+        let board = BoardConfig::from_device(
+            device(&[Quantity::No2, Quantity::Pm10, Quantity::Pm1]),
+            FLEET,
+        )
+        .unwrap();
+        let pms: heapless::Vec<Quantity, 3> = board.installed_of(&PMS_QUANTITIES);
+        assert_eq!(pms.as_slice(), &[Quantity::Pm1, Quantity::Pm10]);
+        let climate: heapless::Vec<Quantity, 2> = board.installed_of(&CLIMATE_QUANTITIES);
+        assert!(climate.is_empty());
+        // The SHT31 still runs: the NO2 cell is compensated with its temperature and humidity.
+        assert!(board.needs_climate());
+        let pm_only = BoardConfig::from_device(device(&[Quantity::Pm2_5]), FLEET).unwrap();
+        assert!(!pm_only.needs_climate());
+        let no2: heapless::Vec<Quantity, 1> = pm_only.installed_of(&NO2_QUANTITIES);
+        assert!(no2.is_empty());
+    }
+
+    #[test]
+    fn a_blob_asking_for_tls_is_refused_not_connected_in_clear() {
+        let mut d = device(&[Quantity::Pm2_5]);
+        d.broker_tls = true;
+        d.broker_port = 8883;
+        assert_eq!(
+            BoardConfig::from_device(through_blob(&d), FLEET).unwrap_err(),
+            Refusal::TlsUnsupported
+        );
+    }
+
+    #[test]
+    fn a_sensor_this_board_lacks_is_refused_by_name() {
+        let d = device(&[Quantity::Pm2_5, Quantity::WaterLevel]);
+        assert_eq!(
+            BoardConfig::from_device(through_blob(&d), FLEET).unwrap_err(),
+            Refusal::UnsupportedSensor(Quantity::WaterLevel.as_str())
+        );
+    }
+
+    #[test]
+    fn values_the_modem_cannot_quote_are_refused_with_the_field() {
+        let mut d = device(&[Quantity::Pm2_5]);
+        d.password = text("pa\"ss");
+        assert_eq!(
+            BoardConfig::from_device(through_blob(&d), FLEET).unwrap_err(),
+            Refusal::Unquotable("password")
+        );
+        let mut d = device(&[Quantity::Pm2_5]);
+        d.username = text("\u{0430}lmaty");
+        assert_eq!(
+            BoardConfig::from_device(through_blob(&d), FLEET).unwrap_err(),
+            Refusal::Unquotable("user")
+        );
     }
 }
