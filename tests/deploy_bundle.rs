@@ -26,7 +26,6 @@ use rumqttc::{
 use tokio::sync::mpsc;
 
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
-const MOSQUITTO_PASSWD: &str = "/usr/bin/mosquitto_passwd";
 const SYSTEMD_ANALYZE: &str = "/usr/bin/systemd-analyze";
 const KUBECTL: &str = "/usr/bin/kubectl";
 const DOCKER_COMPOSE: &str = "/usr/bin/docker-compose";
@@ -84,42 +83,102 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Runs `deploy/mosquitto/make-passwords.sh` for `posts` and returns (user, password) pairs.
-fn make_passwords(dir: &Path, posts: &[&str]) -> Vec<(String, String)> {
-    let list = dir.join("posts.txt");
-    std::fs::write(&list, format!("# test posts\n\n{}\n", posts.join("\n"))).unwrap();
-    let out = Command::new("sh")
-        .arg(repo().join("deploy/mosquitto/make-passwords.sh"))
-        .arg(&list)
-        .arg(dir.join("passwd"))
-        .env("MOSQUITTO_PASSWD", MOSQUITTO_PASSWD)
+/// Runs `gateway ...` with the data dir `dir/gateway-data`; panics with its output on failure.
+fn gateway_cli(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(gateway_binary())
+        .arg("--data-dir")
+        .arg(dir.join("gateway-data"))
+        .args(args)
+        .env("RUST_LOG", "warn")
         .output()
-        .expect("run make-passwords.sh");
+        .expect("run the gateway binary");
     assert!(
         out.status.success(),
-        "make-passwords.sh failed: {}",
+        "gateway {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let csv = String::from_utf8(out.stdout).unwrap();
-    let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("user,password"));
-    let creds: Vec<(String, String)> = lines
-        .map(|l| {
-            let (u, p) = l.split_once(',').expect("user,password");
-            assert!(p.len() >= 24, "password for {u} too short: {}", p.len());
-            (u.to_string(), p.to_string())
-        })
-        .collect();
-    let users: Vec<&str> = creds.iter().map(|(u, _)| u.as_str()).collect();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Registers and provisions `posts` with the gateway's own commands, then writes Mosquitto's
+/// password file and ACL from the registry with `gateway posts broker-auth`; returns (user,
+/// password) pairs, the gateway's first, each post's read from its device config blob.
+fn make_passwords(dir: &Path, posts: &[&str]) -> Vec<(String, String)> {
+    let gateway_password = "gw-Secret-for-the-test-3f9a";
+    std::fs::write(
+        dir.join("gateway-password"),
+        format!("{gateway_password}\n"),
+    )
+    .unwrap();
+    let mut creds = vec![("gateway".to_string(), gateway_password.to_string())];
+    for post in posts {
+        gateway_cli(
+            dir,
+            &[
+                "posts",
+                "add",
+                "--id",
+                post,
+                "--kind",
+                "air",
+                "--name",
+                post,
+                "--lat",
+                "43.25",
+                "--lon",
+                "76.93",
+                "--instrument",
+                "Plantower PMS5003:SN-1:pm2_5",
+            ],
+        );
+        let blobs = dir.join("blobs");
+        gateway_cli(
+            dir,
+            &[
+                "posts",
+                "provision",
+                post,
+                "--out",
+                blobs.to_str().unwrap(),
+                "--post-broker",
+                "mqtts://127.0.0.1:8883",
+            ],
+        );
+        let blob = std::fs::read(blobs.join(format!("{post}.taza-device.bin"))).unwrap();
+        let device = protocol::device_config::decode(&blob).unwrap();
+        assert_eq!(device.username.as_str(), *post);
+        assert!(device.password.len() >= 24, "password for {post} too short");
+        creds.push((post.to_string(), device.password.to_string()));
+    }
+    write_broker_auth(dir);
+    let file = std::fs::read_to_string(dir.join("passwd")).unwrap();
+    let users: Vec<&str> = file.lines().filter_map(|l| l.split(':').next()).collect();
     let mut expected = vec!["gateway"];
     expected.extend_from_slice(posts);
     assert_eq!(users, expected);
-    let file = std::fs::read_to_string(dir.join("passwd")).unwrap();
     for (u, p) in &creds {
-        assert!(file.contains(&format!("{u}:$")), "{u} has no hash");
+        assert!(file.contains(&format!("{u}:$7$")), "{u} has no PBKDF2 hash");
         assert!(!file.contains(p.as_str()), "clear-text password in passwd");
     }
     creds
+}
+
+/// `gateway posts broker-auth` into `dir/passwd` and `dir/acl`.
+fn write_broker_auth(dir: &Path) {
+    gateway_cli(
+        dir,
+        &[
+            "posts",
+            "broker-auth",
+            "--password-file",
+            dir.join("passwd").to_str().unwrap(),
+            "--acl-file",
+            dir.join("acl").to_str().unwrap(),
+            "--gateway-password-file",
+            dir.join("gateway-password").to_str().unwrap(),
+        ],
+    );
 }
 
 /// A test CA and a broker certificate for 127.0.0.1 and localhost, made with the openssl CLI as
@@ -244,11 +303,7 @@ impl ShippedBroker {
             tls: free_port(),
         };
         let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            test_conf(dir, &certs, ports, &repo().join("deploy/mosquitto/acl")),
-        )
-        .unwrap();
+        std::fs::write(&conf, test_conf(dir, &certs, ports, &dir.join("acl"))).unwrap();
         let process = start_mosquitto(&conf, &[ports.plain, ports.tls]);
         Self {
             ports,
@@ -258,7 +313,7 @@ impl ShippedBroker {
         }
     }
 
-    /// The password make-passwords.sh gave `user`.
+    /// The password provisioning gave `user`.
     fn password(&self, user: &str) -> String {
         self.creds
             .iter()
@@ -406,8 +461,8 @@ async fn publish(rx: &mut mpsc::UnboundedReceiver<Packet>) -> (String, Vec<u8>) 
 async fn mosquitto_acl_confines_each_post_to_its_own_topics() {
     if !tools_available(
         "mosquitto_acl_confines_each_post_to_its_own_topics",
-        &[MOSQUITTO, MOSQUITTO_PASSWD, OPENSSL],
-        "apt-get install mosquitto openssl",
+        &[MOSQUITTO, OPENSSL, gateway_binary().to_str().unwrap()],
+        "apt-get install mosquitto openssl; the gateway binary: cargo build -p gateway",
     ) {
         return;
     }
@@ -571,6 +626,36 @@ async fn mosquitto_acl_confines_each_post_to_its_own_topics() {
         let extra = tokio::time::timeout(Duration::from_millis(300), publish(rx)).await;
         assert!(extra.is_err(), "{name} received {extra:?}");
     }
+
+    // Retiring a post in the registry, rewriting the files and reloading Mosquitto (SIGHUP, as
+    // the runbook says) locks it out; the other post still logs in.
+    gateway_cli(
+        dir.path(),
+        &["posts", "retire", "alm-002", "--reason", "stolen"],
+    );
+    write_broker_auth(dir.path());
+    let passwd = std::fs::read_to_string(dir.path().join("passwd")).unwrap();
+    assert!(!passwd.contains("alm-002:"), "{passwd}");
+    let reloaded = Command::new("kill")
+        .args(["-HUP", &broker._process.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(reloaded.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_c, mut el) =
+            AsyncClient::new(options("alm-002", port, "alm-002", &pw("alm-002")), 10);
+        match connect(&mut el).await {
+            Err(ConnectionError::ConnectionRefused(_)) => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "a retired post still logs in after the reload: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_c, mut el) = AsyncClient::new(options("alm-001", port, "alm-001", &pw("alm-001")), 10);
+    assert!(connect(&mut el).await.is_ok(), "alm-001 lost its login");
 }
 
 /// (post, value) of every stored reading, ordered by post and time.
@@ -594,12 +679,7 @@ async fn gateway_over_tls_stores_each_posts_own_readings_and_never_a_forgery() {
     let gateway_bin = gateway_binary();
     if !tools_available(
         test,
-        &[
-            MOSQUITTO,
-            MOSQUITTO_PASSWD,
-            OPENSSL,
-            gateway_bin.to_str().unwrap(),
-        ],
+        &[MOSQUITTO, OPENSSL, gateway_bin.to_str().unwrap()],
         "apt-get install mosquitto openssl; the gateway binary: cargo build -p gateway",
     ) {
         return;

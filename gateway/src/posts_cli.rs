@@ -367,11 +367,20 @@ pub fn run(
             }
             let hash = PasswordHash::new(secret)?;
             let posts = table::credentials(&conn)?;
-            write_private(
+            // Readable by all, as mosquitto_passwd leaves it: Mosquitto reads it after dropping
+            // to its own user (uid 1883 in the container), and it holds only salted PBKDF2
+            // hashes of random passwords. On a shared host chown it to Mosquitto and chmod 0640.
+            std::fs::write(
                 &password_file,
-                taza_gateway::broker::mosquitto::password_file((&gateway_user, &hash), &posts)
-                    .as_bytes(),
-            )?;
+                taza_gateway::broker::mosquitto::password_file((&gateway_user, &hash), &posts),
+            )
+            .with_context(|| format!("writing {}", password_file.display()))?;
+            #[cfg(unix)]
+            std::fs::set_permissions(
+                &password_file,
+                std::os::unix::fs::PermissionsExt::from_mode(0o644),
+            )
+            .with_context(|| format!("chmod {}", password_file.display()))?;
             std::fs::write(
                 &acl_file,
                 taza_gateway::broker::mosquitto::acl(&config.mqtt.topic_prefix, &gateway_user),
