@@ -2,7 +2,8 @@
 //! credentials enforced) and the post firmware core in the simulator:
 //!
 //! 1. register a post through the API (admin token), provision it (credentials + device config
-//!    blob), boot the simulated post from that blob, commission it: PASS;
+//!    blob), boot the simulated post from that blob, commission it: PASS; change its calibration
+//!    in the registry and see the running post take the new config;
 //! 2. a second post with a dead PMS5003 and a broken NO2 cell: commissioning FAILS and names each
 //!    sensor and why;
 //! 3. wrong credentials, a post that borrows another's id, and a retired post cannot publish:
@@ -279,6 +280,24 @@ async fn provision_boot_commission_then_broken_sensors_and_foreign_credentials_a
         .unwrap();
     assert_eq!(listed["config"]["state"], "current", "{listed}");
 
+    // Remote configuration: a new calibration in the registry reaches the running post on its
+    // config topic; the post applies it and reports the new hash, and the list follows.
+    let mut changed = air_post("alm-air-701");
+    changed["calibration"]["linear"][0]["gain"] = json!(0.9);
+    let old_hash = listed["config"]["desired"].as_str().unwrap().to_string();
+    let (status, body) = call("PUT", http, "/api/v1/posts/alm-air-701", ADMIN, Some(changed)).await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, posts) = call("GET", http, "/api/v1/posts", TECHNICIAN, None).await;
+        let p = posts.as_array().unwrap().iter().find(|p| p["id"] == "alm-air-701").unwrap().clone();
+        if p["config"]["state"] == "current" && p["config"]["desired"] != old_hash.as_str() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the post never ran the new config: {p}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // 2. Another box: its PMS5003 is dead and its NO2 cell reads nonsense.
     let broken = register_and_provision(http, "alm-air-702").await;
     let stop_broken = CancellationToken::new();
@@ -462,6 +481,7 @@ async fn provision_boot_commission_then_broken_sensors_and_foreign_credentials_a
             ("credentials", "token:registry-admin"),
             ("provision", "token:registry-admin"),
             ("commission", "token:technician-phone"),
+            ("update", "token:registry-admin"),
             ("retire", "token:registry-admin"),
         ]
     );
