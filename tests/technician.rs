@@ -116,6 +116,17 @@ fn air_post(id: &str) -> Value {
     })
 }
 
+/// Provisions `id` (admin token): the response and the device config blob it carries.
+async fn provision(http: SocketAddr, id: &str) -> (Value, Vec<u8>) {
+    let path = format!("/api/v1/posts/{id}/provision");
+    let (status, body) = call("POST", http, &path, ADMIN, None).await;
+    assert_eq!(status, 200, "{body}");
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(body["device_config_base64"].as_str().unwrap())
+        .unwrap();
+    (body, blob)
+}
+
 /// Registers and provisions `id`; returns the device config the post boots from.
 async fn register_and_provision(http: SocketAddr, id: &str) -> DeviceConfig {
     let (status, body) = call("POST", http, "/api/v1/posts", ADMIN, Some(air_post(id))).await;
@@ -130,18 +141,7 @@ async fn register_and_provision(http: SocketAddr, id: &str) -> DeviceConfig {
     )
     .await;
     assert_eq!(status, 403);
-    let (status, body) = call(
-        "POST",
-        http,
-        &format!("/api/v1/posts/{id}/provision"),
-        ADMIN,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let blob = base64::engine::general_purpose::STANDARD
-        .decode(body["device_config_base64"].as_str().unwrap())
-        .unwrap();
+    let (body, blob) = provision(http, id).await;
     // Read back the way the post reads its flash page.
     let device = taza_sim::single::load_device_config(&blob).unwrap();
     assert_eq!(device.post.as_str(), id);
@@ -285,16 +285,32 @@ async fn provision_boot_commission_then_broken_sensors_and_foreign_credentials_a
     let mut changed = air_post("alm-air-701");
     changed["calibration"]["linear"][0]["gain"] = json!(0.9);
     let old_hash = listed["config"]["desired"].as_str().unwrap().to_string();
-    let (status, body) = call("PUT", http, "/api/v1/posts/alm-air-701", ADMIN, Some(changed)).await;
+    let (status, body) = call(
+        "PUT",
+        http,
+        "/api/v1/posts/alm-air-701",
+        ADMIN,
+        Some(changed),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let (_, posts) = call("GET", http, "/api/v1/posts", TECHNICIAN, None).await;
-        let p = posts.as_array().unwrap().iter().find(|p| p["id"] == "alm-air-701").unwrap().clone();
+        let p = posts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == "alm-air-701")
+            .unwrap()
+            .clone();
         if p["config"]["state"] == "current" && p["config"]["desired"] != old_hash.as_str() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the post never ran the new config: {p}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the post never ran the new config: {p}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -354,21 +370,9 @@ async fn provision_boot_commission_then_broken_sensors_and_foreign_credentials_a
     );
     // A correctly logged-in post (the broken box, now switched off) publishing under the good
     // post's id is cut off, and its forgery is never stored.
-    let broken_password = {
-        let (status, body) = call(
-            "POST",
-            http,
-            "/api/v1/posts/alm-air-702/provision",
-            ADMIN,
-            None,
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        let blob = base64::engine::general_purpose::STANDARD
-            .decode(body["device_config_base64"].as_str().unwrap())
-            .unwrap();
-        device_config::decode(&blob).unwrap().password
-    };
+    let broken_password = device_config::decode(&provision(http, "alm-air-702").await.1)
+        .unwrap()
+        .password;
     let mut opts = MqttOptions::new("alm-air-702", "127.0.0.1", port);
     opts.set_credentials("alm-air-702", broken_password.as_str());
     let (client, mut events) = AsyncClient::new(opts, 10);

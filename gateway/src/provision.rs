@@ -222,11 +222,7 @@ mod tests {
     use super::*;
     use crate::config::{LinearFit, No2Cell};
 
-    fn db() -> rusqlite::Connection {
-        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
-        crate::store::schema::migrate(&mut conn).unwrap();
-        conn
-    }
+    use crate::store::schema::in_memory as db;
 
     #[test]
     fn the_blob_decodes_to_the_registry_entry_and_the_issued_credentials() {

@@ -61,6 +61,15 @@ fn existing(tx: &Transaction<'_>, post: &PostId) -> Result<Option<PostRecord>, R
     Ok(table::get(tx, post)?)
 }
 
+fn valid(entry: &PostEntry) -> Result<(), RegistryError> {
+    let problems = entry.problems();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid(problems))
+    }
+}
+
 fn to_json(entry: &PostEntry) -> serde_json::Value {
     serde_json::to_value(entry).unwrap_or(serde_json::Value::Null)
 }
@@ -72,10 +81,7 @@ pub fn add(
     actor: &str,
     default_cadence: Duration,
 ) -> Result<(), RegistryError> {
-    let problems = entry.problems();
-    if !problems.is_empty() {
-        return Err(RegistryError::Invalid(problems));
-    }
+    valid(entry)?;
     match existing(tx, &entry.id)? {
         Some(p) if !p.active() => return Err(RegistryError::Retired(entry.id.clone())),
         Some(_) => return Err(RegistryError::Exists(entry.id.clone())),
@@ -99,10 +105,7 @@ pub fn replace(
     actor: &str,
     default_cadence: Duration,
 ) -> Result<(), RegistryError> {
-    let problems = entry.problems();
-    if !problems.is_empty() {
-        return Err(RegistryError::Invalid(problems));
-    }
+    valid(entry)?;
     let before = match existing(tx, &entry.id)? {
         None => return Err(RegistryError::NotFound(entry.id.clone())),
         Some(p) if !p.active() => return Err(RegistryError::Retired(entry.id.clone())),
@@ -225,11 +228,7 @@ mod tests {
     use crate::config::PostKind;
     use crate::registry::Registry;
 
-    fn db() -> rusqlite::Connection {
-        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
-        crate::store::schema::migrate(&mut conn).unwrap();
-        conn
-    }
+    use crate::store::schema::in_memory as db;
 
     fn entry(id: &str) -> PostEntry {
         let mut e = PostEntry::new(

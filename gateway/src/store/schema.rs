@@ -147,6 +147,15 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A migrated in-memory database, for unit tests of the stages that own tables.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn in_memory() -> Connection {
+    let mut conn = Connection::open_in_memory().unwrap();
+    migrate(&mut conn).unwrap();
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
