@@ -291,7 +291,10 @@ pub fn evaluate(
                     false,
                     format!(
                         "{} {unit} is outside the plausible {}–{} {unit} ({})",
-                        r.value, range.min, range.max, range.source
+                        num(r.value),
+                        range.min,
+                        range.max,
+                        range.source
                     ),
                 ),
                 _ if QaFlags(r.flags.0 & QaFlags::INVALIDATING.0) == QaFlags::WARM_UP => check(
@@ -300,7 +303,7 @@ pub fn evaluate(
                     format!(
                         "{} {unit}, still warming up: wait for the warm-up to end and commission \
                          again",
-                        r.value
+                        num(r.value)
                     ),
                 ),
                 _ if !r.flags.is_valid_for_means() => check(
@@ -308,7 +311,7 @@ pub fn evaluate(
                     false,
                     format!(
                         "{} {unit} flagged {}: the post marks its own reading invalid",
-                        r.value,
+                        num(r.value),
                         r.flags.names().collect::<Vec<_>>().join(", ")
                     ),
                 ),
@@ -317,7 +320,7 @@ pub fn evaluate(
                     true,
                     format!(
                         "{} {unit} at {} ({} readings)",
-                        r.value,
+                        num(r.value),
                         rfc3339(r.at),
                         r.count
                     ),
@@ -333,6 +336,17 @@ pub fn evaluate(
         started_at: rfc3339(started),
         finished_at: rfc3339(now),
         checks,
+    }
+}
+
+/// A value as a person reads it: at most two decimals, no trailing zeros.
+fn num(v: f64) -> String {
+    let s = format!("{v:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.to_string()
     }
 }
 

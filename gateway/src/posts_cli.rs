@@ -106,6 +106,9 @@ pub struct AddArgs {
     /// Sensor polling interval, e.g. `10s`.
     #[arg(long, value_parser = humantime::parse_duration)]
     sample_interval: Option<Duration>,
+    /// How long readings after boot are flagged warm-up, e.g. `2m` (the default).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    warm_up: Option<Duration>,
     /// Linear calibration as `QUANTITY:GAIN:OFFSET`, e.g. `pm2_5:0.82:1.4`.
     #[arg(long = "calibrate", value_parser = parse_fit, allow_hyphen_values = true)]
     calibrations: Vec<LinearFit>,
@@ -224,6 +227,9 @@ impl AddArgs {
         }
         if self.sample_interval.is_some() {
             entry.sample_interval = self.sample_interval;
+        }
+        if self.warm_up.is_some() {
+            entry.warm_up = self.warm_up;
         }
         if !self.calibrations.is_empty() {
             entry.calibration.linear = self.calibrations;

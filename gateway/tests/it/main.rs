@@ -23,3 +23,4 @@ mod health;
 mod replicas;
 mod scores;
 mod sink;
+mod technician_cli;
