@@ -122,6 +122,18 @@ async fn department_sees_every_post_live_values_and_charts_in_three_languages() 
         calibration: Default::default(),
         gauge_zero_m: None,
     });
+    // A post the technician is about to commission: registered, never powered up.
+    let mut unpowered = PostEntry::new(
+        protocol::PostId::parse("alm-air-new").unwrap(),
+        PostKind::Air,
+        "Новый пост",
+        43.26,
+        76.95,
+    );
+    unpowered.district = Some("Медеуский".into());
+    unpowered.sensors = vec![Quantity::Pm2_5];
+    unpowered.cadence = Some(Duration::from_secs(1));
+    config.posts.push(unpowered);
     config.api.tokens = vec![taza_gateway::api::ApiToken {
         name: "дежурный".into(),
         role: taza_gateway::api::Role::Operator,
@@ -176,7 +188,8 @@ async fn department_sees_every_post_live_values_and_charts_in_three_languages() 
     browser
         .wait_for(
             "the test post's first live value",
-            Duration::from_secs(10),
+            // It is committed behind the fleet's three days of backfill.
+            Duration::from_secs(30),
             "const e = document.querySelector(arguments[0]); return !!e && e.textContent.includes('42')",
             json!([live]),
         )
@@ -249,6 +262,55 @@ async fn department_sees_every_post_live_values_and_charts_in_three_languages() 
         )
         .await;
     browser.screenshot(&shots, "3-post").await;
+    let config_state = browser
+        .eval(
+            "const e = document.querySelector('[data-page=\"post\"] [data-config-state]'); return e ? e.dataset.configState : null",
+            json!([]),
+        )
+        .await;
+    assert!(
+        ["current", "outdated", "unknown"].contains(&config_state.as_str().unwrap_or("")),
+        "the post page shows no config state: {config_state}"
+    );
+
+    // The technician commissions a post from the post page with the operator token: the box is
+    // not powered yet, and the report says so.
+    browser.goto(&format!("{base}/#/post/alm-air-new")).await;
+    browser
+        .wait_for(
+            "the new post's page",
+            Duration::from_secs(30),
+            loaded,
+            json!(["post"]),
+        )
+        .await;
+    browser
+        .eval(
+            "const i = document.getElementById('commission-token'); i.value = arguments[0]; \
+             i.dispatchEvent(new Event('change')); return true",
+            json!([OPERATOR_TOKEN]),
+        )
+        .await;
+    browser.click("#commission-run").await;
+    browser
+        .wait_for(
+            "the commissioning report",
+            Duration::from_secs(60),
+            "const r = document.querySelector('.commission-report'); return !!r && r.dataset.verdict === 'fail'",
+            json!([]),
+        )
+        .await;
+    let report = browser
+        .eval(
+            "return document.querySelector('.commission-report').textContent",
+            json!([]),
+        )
+        .await;
+    let report = report.as_str().unwrap_or_default();
+    assert!(report.starts_with("FAIL alm-air-new"), "{report}");
+    assert!(report.contains("no status message yet"), "{report}");
+    assert!(report.contains("pm2_5"), "{report}");
+    browser.screenshot(&shots, "3b-commissioning").await;
 
     // An episode at the test post pages; the operator acknowledges it from the alerts page.
     publish_pm25_series(mqtt_port, &[250.0; 20], 60).await;

@@ -188,12 +188,13 @@ export const live = {
     const es = new EventSource(url);
     this.es = es;
     setConn('connecting');
-    let hadError = false;
     es.onopen = () => {
       setConn('live');
-      if (hadError) loadLatest().then(refreshAllLive).catch(() => {});
+      // Also on the first open: a reading committed between the page's /latest and this
+      // subscription would otherwise stay hidden until the post's next reading.
+      loadLatest().then(refreshAllLive).catch(() => {});
     };
-    es.onerror = () => { hadError = true; setConn('lost'); };
+    es.onerror = () => { setConn('lost'); };
     es.addEventListener('readings', (ev) => {
       let data;
       try { data = JSON.parse(ev.data); } catch { return; }
@@ -356,6 +357,25 @@ function mapLegend() {
 // ---------------------------------------------------------------- alerts
 
 const TOKEN_KEY = 'taza.operatorToken';
+
+/** The operator token field (kept for this browser tab), shared by alerts and commissioning. */
+export function tokenField(id) {
+  return h('input', { type: 'password', id, autocomplete: 'off', value: sessionStorage.getItem(TOKEN_KEY) || '',
+    on: { change: (ev) => sessionStorage.setItem(TOKEN_KEY, ev.target.value.trim()) } });
+}
+
+/** Runs commissioning of `post` (waits for the post, up to a few minutes); the text report. */
+export async function commission(post) {
+  const token = sessionStorage.getItem(TOKEN_KEY) || '';
+  const r = await fetch(`/api/v1/posts/${encodeURIComponent(post)}/commission?format=text`,
+    { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
+  if (!r.ok) {
+    let msg = `${r.status}`;
+    try { msg = (await r.json()).error || msg; } catch (_) { /* keep the status */ }
+    throw new HttpError(r.status, msg);
+  }
+  return r.text();
+}
 
 const Alerts = {
   /** null when the gateway has no alerts endpoint (404), else the list. */
@@ -580,8 +600,7 @@ async function pageAlerts(ctx, id) {
   const { root } = pageRoot('alerts', 'alerts.title');
   ctx.mount(root);
   const highlight = id ? Number(id) : null;
-  const token = h('input', { type: 'password', id: 'operator-token', autocomplete: 'off', value: sessionStorage.getItem(TOKEN_KEY) || '',
-    on: { change: (ev) => sessionStorage.setItem(TOKEN_KEY, ev.target.value.trim()) } });
+  const token = tokenField('operator-token');
   const active = h('div', { class: 'alerts-panel', 'aria-live': 'polite' });
   const recent = h('div', { class: 'alerts-panel' });
   const reload = async () => {

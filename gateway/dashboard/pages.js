@@ -8,6 +8,7 @@ import { drawChart, svgEl } from './charts.js';
 import {
   HOUR, DAY, h, clear, loading, errorBox, api, cached, store, limitOf, q2i, iso, fmtQ, riverOf,
   riverLevel, postLevel, levelBadge, districtEl, live, buildMap, pageRoot, card, loadBase,
+  tokenField, commission,
 } from './app.js';
 
 // ---- post
@@ -55,6 +56,10 @@ export async function pagePost(ctx, id) {
     h('dt', { i18n: 'post.sensors' }), h('dd', { text: (p.sensors || []).join(', ') || '—' }),
     h('dt', { i18n: 'post.cadence' }), h('dd', { i18n: 'post.sec', args: { n: p.cadence_s } }),
     h('dt', { i18n: 'post.firmware' }), h('dd', { text: st ? st.firmware : '—' }),
+    h('dt', { i18n: 'post.config' }), h('dd', {}, p.config
+      ? h('span', { class: `tag ${p.config.state === 'current' ? 'ok' : p.config.state === 'outdated' ? 'bad' : ''}`,
+        dataset: { configState: p.config.state }, i18n: `post.config.${p.config.state}` })
+      : '—'),
     h('dt', { i18n: 'post.connection' }), h('dd', { text: st && st.received_at ? fmtDateTime(st.received_at) : '—' }));
 
   // live cards
@@ -83,6 +88,26 @@ export async function pagePost(ctx, id) {
   body.append(h('div', { class: 'post-grid' },
     card('post.live', grid),
     card('post.meta', meta)));
+
+  // Commissioning, for the technician at the post (operator token).
+  const report = h('pre', { class: 'commission-report', role: 'status', 'aria-live': 'polite' });
+  const run = h('button', { type: 'button', class: 'btn', id: 'commission-run', i18n: 'post.commission.run', on: { click: async () => {
+    run.disabled = true;
+    delete report.dataset.verdict;
+    report.textContent = t('post.commission.waiting');
+    try {
+      const text = await commission(id);
+      report.textContent = text;
+      report.dataset.verdict = text.startsWith('PASS') ? 'pass' : 'fail';
+    } catch (e) {
+      report.textContent = t(e.status === 401 || e.status === 403 ? 'alerts.ackdenied' : 'common.error', { msg: e.message });
+    }
+    run.disabled = false;
+  } } });
+  body.append(card('post.commission.title', h('div', { class: 'token-row' },
+    h('p', { class: 'muted small', i18n: 'post.commission.help' }),
+    h('label', { for: 'commission-token', i18n: 'alerts.token' }), tokenField('commission-token'),
+    run, report)));
 
   // charts
   const chartable = (p.kind === 'river' ? CHARTABLE_RIVER : CHARTABLE_AIR).filter((q) => quantities.includes(q));
