@@ -367,7 +367,7 @@ export function tokenField(id) {
 /** Runs commissioning of `post` (waits for the post, up to a few minutes); the text report. */
 export async function commission(post) {
   const token = sessionStorage.getItem(TOKEN_KEY) || '';
-  const r = await fetch(`/api/v1/posts/${encodeURIComponent(post)}/commission?format=text`,
+  const r = await fetch(`/api/v1/posts/${encodeURIComponent(post)}/commission?format=text&lang=${lang()}`,
     { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
   if (!r.ok) {
     let msg = `${r.status}`;

@@ -90,6 +90,15 @@ pub fn rfc3339(at: UnixSeconds) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// Formats an instant as RFC 3339 in Almaty's local time (`2026-01-15T08:30:00+05:00`), for
+/// people in the city: technicians' reports.
+pub fn rfc3339_local(at: UnixSeconds) -> String {
+    DateTime::<Utc>::from_timestamp(at.0, 0)
+        .unwrap_or_default()
+        .with_timezone(&CITY_TZ)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// Parses RFC 3339 into wire time.
 pub fn parse_rfc3339(text: &str) -> Option<UnixSeconds> {
     DateTime::parse_from_rfc3339(text)

@@ -54,6 +54,9 @@ pub enum PostsCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Language of the report: ru, kk or en [default: from $LANG, else en].
+        #[arg(long, value_parser = parse_lang)]
+        lang: Option<taza_gateway::commission::Lang>,
     },
     /// Write Mosquitto's password file and ACL from the registry (reload Mosquitto afterwards).
     BrokerAuth {
@@ -121,6 +124,18 @@ pub struct AddArgs {
     /// Change an existing post instead of adding one.
     #[arg(long)]
     replace: bool,
+}
+
+fn parse_lang(s: &str) -> Result<taza_gateway::commission::Lang, String> {
+    taza_gateway::commission::Lang::parse(s).ok_or_else(|| "ru, kk or en".into())
+}
+
+/// The terminal's language when it is one the report speaks (`LANG=ru_KZ.UTF-8`), else English.
+fn terminal_lang() -> taza_gateway::commission::Lang {
+    std::env::var("LANG")
+        .ok()
+        .and_then(|l| l.get(..2).and_then(taza_gateway::commission::Lang::parse))
+        .unwrap_or(taza_gateway::commission::Lang::En)
 }
 
 fn parse_kind(s: &str) -> Result<PostKind, String> {
@@ -349,10 +364,16 @@ pub fn run(
             }
             Ok(())
         }
-        PostsCommand::Commission { post, wait, json } => {
+        PostsCommand::Commission {
+            post,
+            wait,
+            json,
+            lang,
+        } => {
             let id = parse_post(&post)?;
             drop(conn);
-            commission(config, &id, wait, json, &actor)
+            let lang = lang.unwrap_or_else(terminal_lang);
+            commission(config, &id, wait, json, lang, &actor)
         }
         PostsCommand::BrokerAuth {
             password_file,
@@ -487,6 +508,7 @@ fn commission(
     id: &PostId,
     wait: Option<Duration>,
     json: bool,
+    lang: taza_gateway::commission::Lang,
     actor: &str,
 ) -> anyhow::Result<()> {
     let db = taza_gateway::store::db_path(&config.store);
@@ -512,6 +534,7 @@ fn commission(
         cadence,
         wait,
         ranges,
+        lang,
     ))?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     table::audit(

@@ -221,6 +221,8 @@ pub(super) struct CommissionQuery {
     wait: Option<String>,
     /// `text` for the plain-text report.
     format: Option<String>,
+    /// Language of the details: `ru`, `kk` or `en` (default).
+    lang: Option<String>,
 }
 
 /// Runs commissioning and returns the report (waits until it passes or the wait is over).
@@ -233,6 +235,11 @@ pub(super) async fn commission(
     caller.require(Role::Operator)?;
     let Query(q) = q.map_err(bad_query)?;
     let id = post_id(&raw)?;
+    let lang = match q.lang.as_deref() {
+        None | Some("") => crate::commission::Lang::En,
+        Some(l) => crate::commission::Lang::parse(l)
+            .ok_or_else(|| ApiError::BadRequest(format!("lang must be ru, kk or en, not {l:?}")))?,
+    };
     let entry = s
         .registry
         .get(&id)
@@ -255,6 +262,7 @@ pub(super) async fn commission(
         cadence,
         wait,
         s.technician.ranges.clone(),
+        lang,
     )
     .await?;
     let actor = format!("token:{}", caller.name);

@@ -18,6 +18,7 @@ async fn cli(data_dir: &Path, args: &[&str]) -> Output {
         .arg(data_dir)
         .args(args)
         .env("USER", "aigerim")
+        .env("LANG", "en_US.UTF-8")
         .env("RUST_LOG", "warn")
         .output()
         .await

@@ -15,14 +15,18 @@ use protocol::{PostId, QaFlags, Quantity, UnixSeconds};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::calendar::rfc3339;
+pub mod wording;
+
+use crate::calendar::rfc3339_local as rfc3339;
 use crate::config::PostEntry;
 use crate::store::{ReadPool, StoreError};
+use wording::Finding;
+pub use wording::Lang;
 
 /// Largest clock offset a post may have, milliseconds.
 pub const MAX_CLOCK_OFFSET_MS: i64 = 2_000;
 /// The plausible ranges shipped with the gateway.
-const PLAUSIBLE_TOML: &str = include_str!("../commissioning/plausible.toml");
+const PLAUSIBLE_TOML: &str = include_str!("../../commissioning/plausible.toml");
 
 /// One quantity's plausible range and where it comes from.
 #[derive(Debug, Clone, Deserialize)]
@@ -87,12 +91,15 @@ pub struct Report {
     pub name: String,
     /// Every check passed.
     pub passed: bool,
-    /// When commissioning started (RFC 3339).
+    /// When commissioning started (RFC 3339, Almaty time).
     pub started_at: String,
     /// When the report was made.
     pub finished_at: String,
     /// The checks, in a fixed order.
     pub checks: Vec<Check>,
+    /// The language of the details.
+    #[serde(skip)]
+    pub lang: Lang,
 }
 
 impl Report {
@@ -103,13 +110,13 @@ impl Report {
 
     /// Plain text for a phone's screen: verdict first, one line per check.
     pub fn to_text(&self) -> String {
+        // PASS / FAIL stay untranslated: short, unmistakable, and what scripts look for.
         let mut s = format!(
-            "{} {} ({})\nstarted {}, finished {}\n",
+            "{} {} ({})\n{}\n",
             if self.passed { "PASS" } else { "FAIL" },
             self.post,
             self.name,
-            self.started_at,
-            self.finished_at
+            wording::span(self.lang, &self.started_at, &self.finished_at)
         );
         for c in &self.checks {
             let mark = if c.passed { "ok  " } else { "FAIL" };
@@ -172,90 +179,68 @@ pub fn evaluate(
     cadence: Duration,
     started: UnixSeconds,
     now: UnixSeconds,
+    lang: Lang,
 ) -> Report {
     let mut checks = Vec::new();
-    let mut check = |name: &str, passed: bool, detail: String| {
+    let mut check = |name: &str, passed: bool, finding: Finding| {
         checks.push(Check {
             name: name.to_string(),
             passed,
-            detail,
+            detail: finding.say(lang),
         })
     };
     match &snap.status {
         Some(s) if s.online && !s.firmware.is_empty() => check(
             "status",
             true,
-            format!(
-                "online, firmware {}, last status {}",
-                s.firmware,
-                rfc3339(s.received_at)
-            ),
+            Finding::Online {
+                firmware: s.firmware.clone(),
+                at: rfc3339(s.received_at),
+            },
         ),
-        Some(s) if s.online => check(
-            "status",
-            false,
-            "online but reports no firmware version".into(),
-        ),
-        Some(_) => check(
-            "status",
-            false,
-            "offline (the broker published its last will): check power and the modem".into(),
-        ),
-        None => check(
-            "status",
-            false,
-            "no status message yet: is the post powered and provisioned with this broker?".into(),
-        ),
+        Some(s) if s.online => check("status", false, Finding::NoFirmware),
+        Some(_) => check("status", false, Finding::Offline),
+        None => check("status", false, Finding::NoStatus),
     }
     let status = snap.status.as_ref().filter(|s| s.online);
     match status.and_then(|s| s.config_hash) {
         Some(h) if h == snap.desired_config_hash => check(
             "config",
             true,
-            format!("runs the registry's config {h:08x}"),
+            Finding::ConfigCurrent {
+                hash: format!("{h:08x}"),
+            },
         ),
         Some(h) => check(
             "config",
             false,
-            format!(
-                "runs config {h:08x}, the registry wants {:08x} (not applied yet, or the post \
-                 refused it)",
-                snap.desired_config_hash
-            ),
+            Finding::ConfigOutdated {
+                reported: format!("{h:08x}"),
+                desired: format!("{:08x}", snap.desired_config_hash),
+            },
         ),
-        None => check("config", false, "reports no config hash".into()),
+        None => check("config", false, Finding::NoConfigHash),
     }
     match status.and_then(|s| s.clock_offset_ms) {
         Some(ms) if ms.abs() < MAX_CLOCK_OFFSET_MS => check(
             "clock",
             true,
-            format!("offset {:+.2} s (limit 2 s)", ms as f64 / 1000.0),
+            Finding::ClockOk {
+                offset_s: ms as f64 / 1000.0,
+            },
         ),
         Some(ms) => check(
             "clock",
             false,
-            format!(
-                "offset {:+.2} s, over the 2 s limit: the post's time source (NTP / network \
-                 time) is wrong",
-                ms as f64 / 1000.0
-            ),
+            Finding::ClockOff {
+                offset_s: ms as f64 / 1000.0,
+            },
         ),
-        None => check(
-            "clock",
-            false,
-            "no live status with the post's clock yet".into(),
-        ),
+        None => check("clock", false, Finding::NoClock),
     }
     match status.and_then(|s| s.rssi_dbm) {
-        Some(dbm) => {
-            let quality = match dbm {
-                d if d >= -85 => "good",
-                d if d >= -100 => "fair",
-                _ => "weak: consider the antenna position",
-            };
-            check("signal", true, format!("{dbm} dBm ({quality})"))
-        }
-        None => check("signal", false, "signal strength not reported".into()),
+        Some(dbm) => check("signal", true, Finding::Signal { dbm }),
+        None => check("signal", false, Finding::NoSignal),
     }
     match status.and_then(|s| s.supply_mv) {
         Some(mv) => {
@@ -264,14 +249,19 @@ pub fn evaluate(
                 Some(r) if volts < r.min || volts > r.max => check(
                     "supply",
                     false,
-                    format!("{volts:.2} V, outside {}–{} V ({})", r.min, r.max, r.source),
+                    Finding::SupplyOutOfRange {
+                        volts,
+                        min: r.min,
+                        max: r.max,
+                        source: r.source.clone(),
+                    },
                 ),
-                _ => check("supply", true, format!("{volts:.2} V")),
+                _ => check("supply", true, Finding::Supply { volts }),
             }
         }
-        None => check("supply", false, "supply voltage not reported".into()),
+        None => check("supply", false, Finding::NoSupply),
     }
-    let waited = now.0.saturating_sub(started.0);
+    let waited_s = now.0.saturating_sub(started.0);
     for q in snap.entry.quantities() {
         let unit = q.unit().as_str();
         let name = q.as_str();
@@ -279,53 +269,49 @@ pub fn evaluate(
             None => check(
                 name,
                 false,
-                format!(
-                    "no reading in {waited} s (cadence {} s): sensor silent, unplugged or not \
-                     detected at boot",
-                    cadence.as_secs()
-                ),
+                Finding::NoReading {
+                    waited_s,
+                    cadence_s: cadence.as_secs(),
+                },
             ),
-            Some(r) => match ranges.get(q) {
-                Some(range) if r.value < range.min || r.value > range.max => check(
-                    name,
-                    false,
-                    format!(
-                        "{} {unit} is outside the plausible {}–{} {unit} ({})",
-                        num(r.value),
-                        range.min,
-                        range.max,
-                        range.source
+            Some(r) => {
+                let value = num(r.value);
+                match ranges.get(q) {
+                    Some(range) if r.value < range.min || r.value > range.max => check(
+                        name,
+                        false,
+                        Finding::Implausible {
+                            value,
+                            unit,
+                            min: range.min,
+                            max: range.max,
+                            source: range.source.clone(),
+                        },
                     ),
-                ),
-                _ if QaFlags(r.flags.0 & QaFlags::INVALIDATING.0) == QaFlags::WARM_UP => check(
-                    name,
-                    false,
-                    format!(
-                        "{} {unit}, still warming up: wait for the warm-up to end and commission \
-                         again",
-                        num(r.value)
+                    _ if QaFlags(r.flags.0 & QaFlags::INVALIDATING.0) == QaFlags::WARM_UP => {
+                        check(name, false, Finding::WarmingUp { value, unit })
+                    }
+                    _ if !r.flags.is_valid_for_means() => check(
+                        name,
+                        false,
+                        Finding::Flagged {
+                            value,
+                            unit,
+                            flags: r.flags.names().collect::<Vec<_>>().join(", "),
+                        },
                     ),
-                ),
-                _ if !r.flags.is_valid_for_means() => check(
-                    name,
-                    false,
-                    format!(
-                        "{} {unit} flagged {}: the post marks its own reading invalid",
-                        num(r.value),
-                        r.flags.names().collect::<Vec<_>>().join(", ")
+                    _ => check(
+                        name,
+                        true,
+                        Finding::Reading {
+                            value,
+                            unit,
+                            at: rfc3339(r.at),
+                            count: r.count,
+                        },
                     ),
-                ),
-                _ => check(
-                    name,
-                    true,
-                    format!(
-                        "{} {unit} at {} ({} readings)",
-                        num(r.value),
-                        rfc3339(r.at),
-                        r.count
-                    ),
-                ),
-            },
+                }
+            }
         }
     }
     let passed = checks.iter().all(|c| c.passed);
@@ -336,6 +322,7 @@ pub fn evaluate(
         started_at: rfc3339(started),
         finished_at: rfc3339(now),
         checks,
+        lang,
     }
 }
 
@@ -427,6 +414,7 @@ pub async fn run(
     cadence: Duration,
     wait: Duration,
     ranges: Arc<PlausibleRanges>,
+    lang: Lang,
 ) -> Result<Report, StoreError> {
     let started = crate::calendar::now();
     let deadline = tokio::time::Instant::now() + wait;
@@ -436,7 +424,7 @@ pub async fn run(
             .run(move |conn| snapshot(conn, &e, desired_config_hash, started))
             .await?;
         let now = crate::calendar::now();
-        let report = evaluate(&snap, &ranges, cadence, started, now);
+        let report = evaluate(&snap, &ranges, cadence, started, now, lang);
         if report.passed || tokio::time::Instant::now() >= deadline {
             return Ok(report);
         }
@@ -491,6 +479,7 @@ mod tests {
             Duration::from_secs(60),
             UnixSeconds(1_800_000_000),
             UnixSeconds(1_800_000_130),
+            Lang::En,
         )
     }
 
