@@ -137,17 +137,29 @@ async fn serve(mut client: TcpStream, peer: SocketAddr, upstream: SocketAddr, po
     let (mut from_client, mut to_client) = client.into_split();
     let downstream = tokio::io::copy(&mut from_broker, &mut to_client);
     let upstream_relay = async {
+        // Every whole packet a read brought is checked, and the allowed ones go to the broker in
+        // one write: one syscall per read, not per packet, when a post floods its backlog.
+        let mut out = BytesMut::with_capacity(4096);
         loop {
             let frame = match next_frame_half(&mut from_client, &mut buf).await {
                 Ok(Some(f)) => f,
                 Ok(None) | Err(_) => return None,
             };
-            if let Err(refusal) = allowed(&frame.packet, &post, policy) {
-                return Some(refusal);
+            let mut next = Some(frame);
+            while let Some(frame) = next {
+                if let Err(refusal) = allowed(&frame.packet, &post, policy) {
+                    return Some(refusal);
+                }
+                out.extend_from_slice(&frame.raw);
+                next = match buffered_frame(&mut buf) {
+                    Ok(f) => f,
+                    Err(_) => return None,
+                };
             }
-            if to_broker_half.write_all(&frame.raw).await.is_err() {
+            if to_broker_half.write_all(&out).await.is_err() {
                 return None;
             }
+            out.clear();
         }
     };
     tokio::select! {
@@ -191,19 +203,26 @@ async fn next_frame_from<R: tokio::io::AsyncRead + Unpin>(
     buf: &mut BytesMut,
 ) -> Result<Option<Frame>, MqttError> {
     loop {
-        match check(buf.iter(), super::MAX_PACKET_BYTES) {
-            Ok(header) => {
-                let raw = buf.split_to(header.frame_length()).freeze();
-                let packet = Packet::read(&mut BytesMut::from(&raw[..]), super::MAX_PACKET_BYTES)?;
-                return Ok(Some(Frame { raw, packet }));
-            }
-            Err(MqttError::InsufficientBytes(_)) => {}
-            Err(e) => return Err(e),
+        if let Some(frame) = buffered_frame(buf)? {
+            return Ok(Some(frame));
         }
         match r.read_buf(buf).await {
             Ok(0) | Err(_) => return Ok(None),
             Ok(_) => {}
         }
+    }
+}
+
+/// Splits the next whole packet off `buf`, if it holds one.
+fn buffered_frame(buf: &mut BytesMut) -> Result<Option<Frame>, MqttError> {
+    match check(buf.iter(), super::MAX_PACKET_BYTES) {
+        Ok(header) => {
+            let raw = buf.split_to(header.frame_length()).freeze();
+            let packet = Packet::read(&mut BytesMut::from(&raw[..]), super::MAX_PACKET_BYTES)?;
+            Ok(Some(Frame { raw, packet }))
+        }
+        Err(MqttError::InsufficientBytes(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
