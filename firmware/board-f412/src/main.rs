@@ -29,7 +29,6 @@ mod at;
 mod bench;
 mod cellular;
 mod flash;
-mod installed;
 mod modem;
 mod partitions;
 mod provisioning;
@@ -71,7 +70,6 @@ use {defmt_rtt as _, panic_probe as _};
 
 use crate::cellular::CellularMqtt;
 use crate::flash::{FlashPartition, PartitionError};
-use crate::installed::Installed;
 use crate::modem::{Modem, ModemRunner, ModemShared};
 use crate::partitions::{FLASH_BASE, PROVISIONING, QUEUE};
 use crate::provisioning::{
@@ -80,6 +78,7 @@ use crate::provisioning::{
 };
 use crate::status::BoardStatus;
 use crate::status_led::FaultCode;
+use taza_firmware_core::installed::Installed;
 
 bind_interrupts!(struct Irqs {
     USART1 => usart::InterruptHandler<peripherals::USART1>;

@@ -38,6 +38,7 @@ mod fmt;
 pub mod ads1115;
 pub mod clock;
 pub mod correction;
+pub mod installed;
 pub mod no2;
 pub mod pms;
 pub mod provisioning;

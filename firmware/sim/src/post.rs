@@ -22,6 +22,7 @@ use embedded_storage_async::nor_flash::{ErrorType, MultiwriteNorFlash, NorFlash,
 use protocol::post_config::PostConfig;
 use protocol::Quantity;
 use taza_firmware_core::ads1115::{self, Ads1115, Channel as AdcChannel};
+use taza_firmware_core::installed::Installed;
 use taza_firmware_core::no2::No2B43f;
 use taza_firmware_core::pms::Pms;
 use taza_firmware_core::river::{LinearProbe, RiverProbes};
@@ -271,13 +272,13 @@ async fn post_main(
     let cell = ctx.config.no2.unwrap_or_default();
     let mut pms = installed(&PMS_QUANTITIES).then(|| {
         let uart = SimPmsUart::new(world.clone()).dead(dead(&PMS_QUANTITIES));
-        Installed::new(Pms::new(uart), ctx)
+        as_installed(Pms::new(uart), ctx)
     });
     let mut sht =
         installed(&[Quantity::Temperature, Quantity::Humidity, Quantity::No2]).then(|| {
             let i2c =
                 SimI2c::new(world.clone(), Personality::Sht3x).dead(dead(&CLIMATE_QUANTITIES));
-            Installed::new(
+            as_installed(
                 Sht3x::new(i2c, Delay, sht3x::DEFAULT_ADDRESS, &climate),
                 ctx,
             )
@@ -288,7 +289,7 @@ async fn post_main(
         let adc = Ads1115::new(i2c, Delay, ads1115::ADDRESS_GND);
         // SHT3x has no barometer: the standard atmosphere at the post's height.
         let p_pa = 101_325.0 * (1.0 - 2.255_77e-5 * ctx.post.elevation_m).powf(5.255_88);
-        Installed::new(No2B43f::new(adc, cell, &climate, p_pa as f32), ctx)
+        as_installed(No2B43f::new(adc, cell, &climate, p_pa as f32), ctx)
     });
     let (first, second) = river_probes();
     let probes = |ps: &[LinearProbe]| ps.iter().zip(CHANNELS).map(|(p, c)| (c, *p)).collect();
@@ -296,13 +297,13 @@ async fn post_main(
         let i2c = SimI2c::new(world.clone(), Personality::RiverAdc(first.to_vec()))
             .dead(dead(&RIVER_ADC1));
         let adc = Ads1115::new(i2c, Delay, ads1115::ADDRESS_GND);
-        Installed::new(RiverProbes::new(adc, probes(&first), &RIVER_ADC1), ctx)
+        as_installed(RiverProbes::new(adc, probes(&first), &RIVER_ADC1), ctx)
     });
     let mut river2 = installed(&RIVER_ADC2).then(|| {
         let i2c = SimI2c::new(world.clone(), Personality::RiverAdc(second.to_vec()))
             .dead(dead(&RIVER_ADC2));
         let adc = Ads1115::new(i2c, Delay, ads1115::ADDRESS_VDD);
-        Installed::new(RiverProbes::new(adc, probes(&second), &RIVER_ADC2), ctx)
+        as_installed(RiverProbes::new(adc, probes(&second), &RIVER_ADC2), ctx)
     });
     let [r0, r1, r2, r3, r4] = &mut receivers;
     let sensors = join5(
@@ -331,44 +332,42 @@ async fn maybe_run<S: Sensor>(
     }
 }
 
-/// A device as installed on this post: quantities it measures that are not installed are
-/// dropped, and forced `Implausible` faults replace their quantity's value.
-struct Installed<S> {
-    inner: S,
-    keep: &'static [Quantity],
-    implausible: Vec<Quantity>,
-}
-
-impl<S: Sensor> Installed<S> {
-    fn new(inner: S, ctx: &PostContext) -> Self {
-        let keep: Vec<Quantity> = inner
-            .quantities()
-            .iter()
-            .copied()
-            .filter(|q| ctx.installed.contains(q))
-            .collect();
-        let implausible = ctx
-            .faults
-            .iter()
-            .filter(|(q, f)| *f == SensorFault::Implausible && keep.contains(q))
-            .map(|(q, _)| *q)
-            .collect();
-        Self {
-            inner,
-            // Once per device per post run: the core wants a 'static list of missed quantities.
-            keep: Box::leak(keep.into_boxed_slice()),
-            implausible,
-        }
+/// The device as installed on this post ([`Installed`]: quantities it measures that are not
+/// installed are dropped), with forced `Implausible` faults replacing their quantity's value.
+fn as_installed<S: Sensor>(inner: S, ctx: &PostContext) -> Tampered<Installed<S>> {
+    let keep: Vec<Quantity> = inner
+        .quantities()
+        .iter()
+        .copied()
+        .filter(|q| ctx.installed.contains(q))
+        .collect();
+    let implausible = ctx
+        .faults
+        .iter()
+        .filter(|(q, f)| *f == SensorFault::Implausible && keep.contains(q))
+        .map(|(q, _)| *q)
+        .collect();
+    // Once per device per post run: the core wants a 'static list of installed quantities.
+    let keep: &'static [Quantity] = Box::leak(keep.into_boxed_slice());
+    Tampered {
+        inner: Installed::new(inner, keep),
+        implausible,
     }
 }
 
-impl<S: Sensor> Sensor for Installed<S> {
+/// A sensor whose `implausible` quantities read physically impossible values (a broken cell).
+struct Tampered<S> {
+    inner: S,
+    implausible: Vec<Quantity>,
+}
+
+impl<S: Sensor> Sensor for Tampered<S> {
     const NAME: &'static str = S::NAME;
     const MIN_POLL_INTERVAL: embassy_time::Duration = S::MIN_POLL_INTERVAL;
     type Error = S::Error;
 
     fn quantities(&self) -> &'static [Quantity] {
-        self.keep
+        self.inner.quantities()
     }
 
     async fn init(&mut self) -> Result<(), Self::Error> {
@@ -376,20 +375,14 @@ impl<S: Sensor> Sensor for Installed<S> {
     }
 
     async fn poll(&mut self, out: &mut Samples) -> Result<(), Self::Error> {
-        let mut all = Samples::new();
-        self.inner.poll(&mut all).await?;
-        for mut sample in all {
-            if !self.keep.contains(&sample.quantity) {
-                continue;
-            }
+        self.inner.poll(out).await?;
+        for sample in out.iter_mut() {
             if self.implausible.contains(&sample.quantity) {
                 if let Some(v) = implausible_value(sample.quantity) {
                     sample.value = v;
                     sample.basis = v;
                 }
             }
-            // `out` has room for everything the inner sensor produced.
-            let _ = out.push(sample);
         }
         Ok(())
     }

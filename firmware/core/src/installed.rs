@@ -1,11 +1,12 @@
-//! A sensor as installed on this post: of the quantities its driver measures, only those the
+//! A sensor as installed on a post: of the quantities its driver measures, only those the
 //! device config lists are passed on (a PMS5003 always reports PM1, PM2.5 and PM10; a post
 //! provisioned for PM2.5 alone publishes PM2.5 alone), so the telemetry matches the installed
-//! sensors the status reports.
+//! sensors the status reports. Boards and the simulator wrap their drivers in it.
 
 use embassy_time::Duration;
 use protocol::Quantity;
-use taza_firmware_core::sensor::{Samples, Sensor};
+
+use crate::sensor::{Samples, Sensor};
 
 /// `S` limited to the quantities in `keep`.
 pub struct Installed<S> {
