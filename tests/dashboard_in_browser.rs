@@ -13,6 +13,10 @@
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_port;
+
 use std::time::{Duration, Instant};
 
 use protocol::{Measurement, QaFlags, Quantity};
@@ -24,14 +28,6 @@ use webdriver::{browser_available, Browser};
 
 const TEST_POST: &str = "test-post-1";
 const OPERATOR_TOKEN: &str = "operator-token-for-the-browser";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Publishes one PM2.5 reading at QoS 1 and returns when the broker has acknowledged it.
 async fn publish_pm25(port: u16, value: f64) {
@@ -106,21 +102,16 @@ async fn department_sees_every_post_live_values_and_charts_in_three_languages() 
     config.posts = taza_gateway::demo::registry_entries(&fleet, taza_gateway::demo::cadence());
     // A post outside the fleet, so no simulated reading can overwrite the test's value.
     config.posts.push(PostEntry {
-        id: protocol::PostId::parse(TEST_POST).unwrap(),
-        kind: PostKind::Air,
-        name: "Тестовый пост".into(),
-        latitude: 43.25,
-        longitude: 76.93,
         district: Some("Алмалинский".into()),
-        river: None,
         sensors: vec![Quantity::Pm2_5],
         cadence: Some(Duration::from_secs(60)),
-        critical_level: None,
-        sample_interval: None,
-        warm_up: None,
-        instruments: Vec::new(),
-        calibration: Default::default(),
-        gauge_zero_m: None,
+        ..PostEntry::new(
+            protocol::PostId::parse(TEST_POST).unwrap(),
+            PostKind::Air,
+            "Тестовый пост",
+            43.25,
+            76.93,
+        )
     });
     // A post the technician is about to commission: registered, never powered up.
     let mut unpowered = PostEntry::new(

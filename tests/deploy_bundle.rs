@@ -14,7 +14,10 @@
     clippy::indexing_slicing
 )]
 
-use std::net::TcpListener;
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_port;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,14 +67,6 @@ fn tools_available(test: &str, tools: &[&str], install: &str) -> bool {
         "\n######## SKIPPED {test}: {missing:?} not installed ({install}; CI installs it) ########\n"
     );
     false
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local addr")
-        .port()
 }
 
 struct KillOnDrop(Child);

@@ -10,6 +10,10 @@
     clippy::indexing_slicing
 )]
 
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_port;
+
 use std::time::{Duration, Instant};
 
 use protocol::post_config::PostConfig;
@@ -17,14 +21,6 @@ use protocol::UnixSeconds;
 use taza_gateway::config::Config;
 use taza_sim::{Fleet, Outage, SimOptions};
 use tokio_util::sync::CancellationToken;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// (count, first, last) of a post's pm2_5 minute series in the store.
 fn series(db: &std::path::Path, post: &str) -> (i64, i64, i64) {

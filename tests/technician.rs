@@ -15,6 +15,10 @@
     clippy::indexing_slicing
 )]
 
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_port;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -31,14 +35,6 @@ use tokio_util::sync::CancellationToken;
 
 const ADMIN: &str = "admin-token-0123456789";
 const TECHNICIAN: &str = "technician-token-0123456789";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn gateway(dir: &std::path::Path) -> (taza_gateway::Running, CancellationToken) {
     let mut config = Config::default();

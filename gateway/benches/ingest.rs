@@ -20,14 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 /// Registered air posts the messages are spread over.
 const POSTS: u64 = 40;
 /// One air-post record: what a Taza air post sends every minute.
-const QUANTITIES: [Quantity; 6] = [
-    Quantity::Pm1,
-    Quantity::Pm2_5,
-    Quantity::Pm10,
-    Quantity::No2,
-    Quantity::Temperature,
-    Quantity::Humidity,
-];
+const QUANTITIES: [Quantity; 6] = taza_sim::fleet::AIR_QUANTITIES;
 const READINGS_PER_MESSAGE: u64 = QUANTITIES.len() as u64;
 /// Spacing of one post's records (its cadence).
 const CADENCE_S: i64 = 60;

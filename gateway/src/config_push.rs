@@ -13,7 +13,7 @@ use std::time::Duration;
 use protocol::post_config::{self, MAX_CONFIG_BYTES};
 use protocol::topic::{self, TopicKind};
 use protocol::PostId;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -39,25 +39,13 @@ pub fn spawn(
     registry: Registry,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let mut options = MqttOptions::new(
-        format!("{}-config", cfg.client_id),
-        endpoint.host.clone(),
-        endpoint.port,
-    );
-    options
-        .set_clean_session(true)
-        .set_keep_alive(cfg.keep_alive);
-    if let Some((user, pass)) = endpoint.credentials {
-        options.set_credentials(user, pass);
-    }
-    if let Some(tls) = endpoint.tls {
-        options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
-            tls,
-        )));
-    }
+    let mut options = endpoint.options(format!("{}-config", cfg.client_id), cfg.keep_alive);
+    options.set_clean_session(true);
     let (client, mut eventloop) = AsyncClient::new(options, 256);
     tokio::spawn(async move {
-        let mut published: HashMap<PostId, u32> = HashMap::new();
+        // Per post: the hash last published, or None for an entry that is not a valid config
+        // (warned about once per change, not every tick).
+        let mut published: HashMap<PostId, Option<u32>> = HashMap::new();
         let mut connected = false;
         let mut backoff = Duration::from_millis(100);
         let mut tick = tokio::time::interval(CHECK_INTERVAL);
@@ -98,22 +86,21 @@ async fn sync(
     client: &AsyncClient,
     prefix: &str,
     registry: &Registry,
-    published: &mut HashMap<PostId, u32>,
+    published: &mut HashMap<PostId, Option<u32>>,
 ) {
     let posts = registry.all();
     for entry in &posts {
         let config = match crate::provision::desired_config(entry, registry.default_cadence()) {
             Ok(c) => c,
             Err(e) => {
-                // Logged once per change, not every tick: remembered under a hash of 0.
-                if published.insert(entry.id.clone(), 0) != Some(0) {
+                if published.insert(entry.id.clone(), None) != Some(None) {
                     tracing::warn!(error = %e, "post's registry entry is not a valid config");
                 }
                 continue;
             }
         };
         let hash = config.hash();
-        if published.get(&entry.id) == Some(&hash) {
+        if published.get(&entry.id) == Some(&Some(hash)) {
             continue;
         }
         let mut buf = [0u8; MAX_CONFIG_BYTES];
@@ -130,7 +117,7 @@ async fn sync(
         {
             Ok(()) => {
                 tracing::info!(post = %entry.id, config = format_args!("{hash:08x}"), "desired config published");
-                published.insert(entry.id.clone(), hash);
+                published.insert(entry.id.clone(), Some(hash));
             }
             Err(e) => tracing::warn!(error = %e, "cannot queue a config publish"),
         }

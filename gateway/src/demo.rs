@@ -32,14 +32,6 @@ pub fn registry_entries(fleet: &taza_sim::Fleet, cadence: Duration) -> Vec<PostE
         .posts()
         .iter()
         .map(|p| PostEntry {
-            id: p.id.clone(),
-            kind: match p.kind {
-                taza_sim::PostKind::Air => PostKind::Air,
-                taza_sim::PostKind::River => PostKind::River,
-            },
-            name: p.name.to_string(),
-            latitude: p.lat,
-            longitude: p.lon,
             district: Some(p.district.to_string()),
             river: p.river.map(str::to_string),
             sensors: p.quantities.to_vec(),
@@ -51,11 +43,16 @@ pub fn registry_entries(fleet: &taza_sim::Fleet, cadence: Duration) -> Vec<PostE
                     seasons: Vec::new(),
                     source: "simulated gauge (taza-sim fleet)".into(),
                 }),
-            sample_interval: None,
-            warm_up: None,
-            instruments: Vec::new(),
-            calibration: Default::default(),
-            gauge_zero_m: None,
+            ..PostEntry::new(
+                p.id.clone(),
+                match p.kind {
+                    taza_sim::PostKind::Air => PostKind::Air,
+                    taza_sim::PostKind::River => PostKind::River,
+                },
+                p.name,
+                p.lat,
+                p.lon,
+            )
         })
         .collect()
 }

@@ -21,11 +21,7 @@ fn fleet_publishes_senml_through_a_real_broker_and_a_cut_off_post_replays_its_ba
         return;
     }
     let broker = Broker::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     rt.block_on(async {
         let prefix = "simtest";
         let mut opts = MqttOptions::new(

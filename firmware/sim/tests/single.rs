@@ -19,14 +19,8 @@ use taza_sim::single::{self, SensorFault, SinglePostOptions};
 mod support;
 use support::{mosquitto_available, unix_now, unix_now_ms, Broker};
 
-const AIR: [Quantity; 6] = [
-    Quantity::Pm1,
-    Quantity::Pm2_5,
-    Quantity::Pm10,
-    Quantity::No2,
-    Quantity::Temperature,
-    Quantity::Humidity,
-];
+/// What an air post measures, as the fleet's air posts do.
+const AIR: [Quantity; 6] = taza_sim::fleet::AIR_QUANTITIES;
 
 fn text<const N: usize>(t: &str) -> heapless::String<N> {
     let mut s = heapless::String::new();
@@ -143,11 +137,7 @@ fn provisioned_post_reports_clock_vitals_every_sensor_at_its_window_and_a_new_co
     }
     let post = "almaty-new-01";
     let broker = Broker::start_with_users(&[(post, "issued-Secret-7f3a"), ("gateway", "gw-pass")]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     rt.block_on(async {
         let d = through_blob(&device(post, "127.0.0.1", broker.port, &AIR));
         let prefix = d.topic_prefix.to_string();
@@ -264,11 +254,7 @@ fn forced_faults_silence_a_sensor_make_values_implausible_and_skew_the_clock() {
         return;
     }
     let broker = Broker::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     rt.block_on(async {
         let sensors = [AIR.as_slice(), &[Quantity::WaterLevel, Quantity::Ph]].concat();
         // Provisioned for production (TLS to the real host); the test overrides host and port.

@@ -141,7 +141,7 @@ async fn serve(mut client: TcpStream, peer: SocketAddr, upstream: SocketAddr, po
         // one write: one syscall per read, not per packet, when a post floods its backlog.
         let mut out = BytesMut::with_capacity(4096);
         loop {
-            let frame = match next_frame_half(&mut from_client, &mut buf).await {
+            let frame = match next_frame(&mut from_client, &mut buf).await {
                 Ok(Some(f)) => f,
                 Ok(None) | Err(_) => return None,
             };
@@ -185,20 +185,8 @@ struct Frame {
     packet: Packet,
 }
 
-async fn next_frame(s: &mut TcpStream, buf: &mut BytesMut) -> Result<Option<Frame>, MqttError> {
-    let (mut r, _) = s.split();
-    next_frame_from(&mut r, buf).await
-}
-
-async fn next_frame_half(
-    r: &mut tokio::net::tcp::OwnedReadHalf,
-    buf: &mut BytesMut,
-) -> Result<Option<Frame>, MqttError> {
-    next_frame_from(r, buf).await
-}
-
 /// Reads until `buf` holds a whole packet and splits it off. `Ok(None)` when the peer closed.
-async fn next_frame_from<R: tokio::io::AsyncRead + Unpin>(
+async fn next_frame<R: tokio::io::AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut BytesMut,
 ) -> Result<Option<Frame>, MqttError> {

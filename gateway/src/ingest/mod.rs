@@ -52,6 +52,24 @@ pub struct Endpoint {
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
+impl Endpoint {
+    /// Client options for this broker: address, credentials and TLS. Every connection the
+    /// gateway makes (ingest, the config publisher) starts here and adds its own session settings.
+    pub fn options(&self, client_id: String, keep_alive: std::time::Duration) -> MqttOptions {
+        let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
+        options.set_keep_alive(keep_alive);
+        if let Some((user, pass)) = &self.credentials {
+            options.set_credentials(user.clone(), pass.clone());
+        }
+        if let Some(tls) = &self.tls {
+            options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
+                tls.clone(),
+            )));
+        }
+        options
+    }
+}
+
 /// The subscription filters for `topic_prefix`: telemetry and status, each as
 /// `$share/<group>/<filter>` when `shared_group` is set.
 pub fn subscription_filters(topic_prefix: &str, shared_group: Option<&str>) -> Vec<String> {
@@ -80,21 +98,12 @@ pub fn spawn(
     acks: mpsc::Receiver<AckToken>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let mut options = MqttOptions::new(cfg.client_id.clone(), endpoint.host.clone(), endpoint.port);
+    let mut options = endpoint.options(cfg.client_id.clone(), cfg.keep_alive);
     options
         .set_clean_session(false)
         .set_manual_acks(true)
-        .set_keep_alive(cfg.keep_alive)
         .set_max_packet_size(MAX_INCOMING_PACKET_BYTES, 64 * 1024)
         .set_request_channel_capacity(REQUEST_CHANNEL_CAPACITY);
-    if let Some((user, pass)) = endpoint.credentials {
-        options.set_credentials(user, pass);
-    }
-    if let Some(tls) = endpoint.tls {
-        options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
-            tls,
-        )));
-    }
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
     // PUBACKs are small and latency-bound: do not let Nagle hold them back.
     eventloop.network_options.set_tcp_nodelay(true);

@@ -111,13 +111,23 @@ pub struct AuditEntry {
 /// Every post ever registered (retired ones too), sorted by id. Rows of posts seen unregistered
 /// in demo mode are left out.
 pub fn all(conn: &Connection) -> Result<Vec<PostRecord>, StoreError> {
+    select(conn, None)
+}
+
+/// One post (retired or not).
+pub fn get(conn: &Connection, post: &PostId) -> Result<Option<PostRecord>, StoreError> {
+    Ok(select(conn, Some(post))?.into_iter().next())
+}
+
+/// Every post, or only `post`.
+fn select(conn: &Connection, post: Option<&PostId>) -> Result<Vec<PostRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT p.id, p.kind, p.name, p.latitude, p.longitude, p.district, p.river, p.sensors,
                 p.cadence_s, p.critical_level, p.details, p.retired_at, p.managed_by, c.username
          FROM posts p LEFT JOIN post_credentials c ON c.post = p.id
-         WHERE p.kind IN ('air', 'river') ORDER BY p.id",
+         WHERE p.kind IN ('air', 'river') AND (?1 IS NULL OR p.id = ?1) ORDER BY p.id",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map([post.map(PostId::as_str)], |r| {
         Ok(RawRow {
             id: r.get(0)?,
             kind: r.get(1)?,
@@ -144,11 +154,6 @@ pub fn all(conn: &Connection) -> Result<Vec<PostRecord>, StoreError> {
         }
     }
     Ok(out)
-}
-
-/// One post (retired or not).
-pub fn get(conn: &Connection, post: &PostId) -> Result<Option<PostRecord>, StoreError> {
-    Ok(all(conn)?.into_iter().find(|p| &p.entry.id == post))
 }
 
 struct RawRow {

@@ -16,22 +16,14 @@ use taza_gateway::sink::InfluxConfig;
 
 use crate::support::*;
 
-/// Finds Debian's victoria-metrics. `None` means skip (after a loud banner) unless CI requires it.
+/// Finds Debian's victoria-metrics (see [`required_binary`]).
 pub(crate) fn victoria_binary(test: &str) -> Option<PathBuf> {
-    let candidates = [
-        PathBuf::from("/usr/bin/victoria-metrics"),
-        PathBuf::from("/usr/sbin/victoria-metrics"),
-    ];
-    if let Some(p) = candidates.into_iter().find(|p| p.exists()) {
-        return Some(p);
-    }
-    if std::env::var("TAZA_REQUIRE_VICTORIA").is_ok_and(|v| v == "1") {
-        panic!("{test}: TAZA_REQUIRE_VICTORIA=1 but victoria-metrics is not installed (apt-get install victoria-metrics)");
-    }
-    loud(&format!(
-        "SKIPPED {test}: victoria-metrics not installed (CI installs it; apt-get install victoria-metrics)"
-    ));
-    None
+    required_binary(
+        test,
+        "VICTORIA",
+        "victoria-metrics",
+        &["/usr/bin/victoria-metrics", "/usr/sbin/victoria-metrics"],
+    )
 }
 
 /// A VictoriaMetrics process on a free port with its data in a temp dir (kept across restarts).
@@ -168,21 +160,10 @@ pub(crate) fn sink_config(dir: &Path, posts: Vec<PostEntry>, url: String) -> Con
 
 fn river_post(id: &str) -> PostEntry {
     PostEntry {
-        id: post(id),
-        kind: PostKind::River,
-        name: format!("test {id}"),
-        latitude: 43.2,
-        longitude: 76.95,
-        district: None,
         river: Some("Малая Алматинка".into()),
         sensors: vec![Quantity::WaterLevel],
         cadence: Some(Duration::from_secs(60)),
-        critical_level: None,
-        sample_interval: None,
-        warm_up: None,
-        instruments: Vec::new(),
-        calibration: Default::default(),
-        gauge_zero_m: None,
+        ..PostEntry::new(post(id), PostKind::River, format!("test {id}"), 43.2, 76.95)
     }
 }
 

@@ -34,21 +34,16 @@ pub fn post(id: &str) -> PostId {
 /// An air post at Almaty's centre with a 60 s cadence.
 pub fn air_post(id: &str) -> PostEntry {
     PostEntry {
-        id: post(id),
-        kind: PostKind::Air,
-        name: format!("test {id}"),
-        latitude: 43.2389,
-        longitude: 76.8897,
         district: Some("Алмалинский".into()),
-        river: None,
         sensors: vec![Quantity::Pm2_5, Quantity::No2],
         cadence: Some(Duration::from_secs(60)),
-        critical_level: None,
-        sample_interval: None,
-        warm_up: None,
-        instruments: Vec::new(),
-        calibration: Default::default(),
-        gauge_zero_m: None,
+        ..PostEntry::new(
+            post(id),
+            PostKind::Air,
+            format!("test {id}"),
+            43.2389,
+            76.8897,
+        )
     }
 }
 
@@ -286,22 +281,29 @@ pub struct Mosquitto {
     child: Option<Child>,
 }
 
-/// Finds Debian's mosquitto. `None` means skip (after a loud banner) unless CI requires it.
-pub fn mosquitto_binary(test: &str) -> Option<PathBuf> {
-    let candidates = [
-        PathBuf::from("/usr/sbin/mosquitto"),
-        PathBuf::from("/usr/bin/mosquitto"),
-    ];
-    if let Some(p) = candidates.into_iter().find(|p| p.exists()) {
+/// Finds the first of `paths` installed by Debian's `package`. `None` means skip (after a loud
+/// banner), unless CI requires it with `TAZA_REQUIRE_<var>=1`, which makes a missing binary fail.
+pub fn required_binary(test: &str, var: &str, package: &str, paths: &[&str]) -> Option<PathBuf> {
+    if let Some(p) = paths.iter().map(PathBuf::from).find(|p| p.exists()) {
         return Some(p);
     }
-    if std::env::var("TAZA_REQUIRE_MOSQUITTO").is_ok_and(|v| v == "1") {
-        panic!("{test}: TAZA_REQUIRE_MOSQUITTO=1 but mosquitto is not installed (apt-get install mosquitto)");
+    if std::env::var(format!("TAZA_REQUIRE_{var}")).is_ok_and(|v| v == "1") {
+        panic!("{test}: TAZA_REQUIRE_{var}=1 but {package} is not installed (apt-get install {package})");
     }
     loud(&format!(
-        "SKIPPED {test}: mosquitto not installed (CI installs it; apt-get install mosquitto)"
+        "SKIPPED {test}: {package} not installed (CI installs it; apt-get install {package})"
     ));
     None
+}
+
+/// Finds Debian's mosquitto (see [`required_binary`]).
+pub fn mosquitto_binary(test: &str) -> Option<PathBuf> {
+    required_binary(
+        test,
+        "MOSQUITTO",
+        "mosquitto",
+        &["/usr/sbin/mosquitto", "/usr/bin/mosquitto"],
+    )
 }
 
 impl Mosquitto {

@@ -106,6 +106,15 @@ impl Drop for Broker {
     }
 }
 
+/// The runtime a test drives its posts and clients on (the sim's executor runs on its own thread).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 pub fn unix_now() -> i64 {
     unix_now_ms() / 1000
 }

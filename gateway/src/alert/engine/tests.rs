@@ -10,25 +10,14 @@ const MIN: i64 = 60;
 
 fn post(id: &str, kind: PostKind) -> PostEntry {
     PostEntry {
-        id: PostId::parse(id).unwrap(),
-        kind,
-        name: id.into(),
-        latitude: 43.25,
-        longitude: 76.9,
-        district: None,
         river: (kind == PostKind::River).then(|| "Киши Алматы".into()),
-        sensors: vec![],
         cadence: Some(Duration::from_secs(60)),
         critical_level: (kind == PostKind::River).then(|| CriticalLevel {
             level_cm: 136.0,
             seasons: vec![],
             source: "test".into(),
         }),
-        sample_interval: None,
-        warm_up: None,
-        instruments: Vec::new(),
-        calibration: Default::default(),
-        gauge_zero_m: None,
+        ..PostEntry::new(PostId::parse(id).unwrap(), kind, id, 43.25, 76.9)
     }
 }
 
