@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use protocol::{Measurement, QaFlags, Quantity};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
-use taza_gateway::config::{Config, PostEntry, PostKind};
+use taza_domain::post::{PostEntry, PostKind};
+use taza_gateway::config::Config;
 use tokio_util::sync::CancellationToken;
 use webdriver::{browser_available, Browser};
 
@@ -43,7 +44,7 @@ async fn publish_pm25_series(port: u16, values: &[f64], step_s: i64) {
     );
     opts.set_clean_session(true);
     let (client, mut events) = AsyncClient::new(opts, 10);
-    let now = taza_gateway::calendar::now();
+    let now = taza_domain::calendar::now();
     let n_values = values.len() as i64;
     let readings: Vec<Measurement> = values
         .iter()
@@ -125,10 +126,10 @@ async fn department_sees_every_post_live_values_and_charts_in_three_languages() 
     unpowered.sensors = vec![Quantity::Pm2_5];
     unpowered.cadence = Some(Duration::from_secs(1));
     config.posts.push(unpowered);
-    config.api.tokens = vec![taza_gateway::api::ApiToken {
+    config.api.tokens = vec![taza_api::ApiToken {
         name: "дежурный".into(),
-        role: taza_gateway::api::Role::Operator,
-        token: taza_gateway::secret::SecretString::new(OPERATOR_TOKEN),
+        role: taza_api::Role::Operator,
+        token: taza_domain::secret::SecretString::new(OPERATOR_TOKEN),
     }];
     let post_count = config.posts.len();
     let shutdown = CancellationToken::new();

@@ -351,12 +351,12 @@ fn options(id: &str, port: u16, user: &str, password: &str) -> MqttOptions {
 /// the public roots the gateway compiles in. The same configuration code the gateway uses.
 fn tls_options(id: &str, port: u16, user: &str, password: &str, ca: Option<&Path>) -> MqttOptions {
     let mut o = options(id, port, user, password);
-    let cfg = taza_gateway::config::MqttConfig {
+    let cfg = taza_ingest::config::MqttConfig {
         broker: Some(format!("mqtts://127.0.0.1:{port}").parse().unwrap()),
         ca_file: ca.map(Path::to_path_buf),
         ..Default::default()
     };
-    let tls = taza_gateway::ingest::tls::client_config(&cfg).unwrap();
+    let tls = taza_ingest::tls::client_config(&cfg).unwrap();
     o.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
     o
 }
@@ -793,7 +793,7 @@ sensors = ["pm2_5"]
 
     // Posts over TLS with their own credentials. Post A sends its reading, a forgery under
     // post B's id, and another of its own; post B sends its own.
-    let now = taza_gateway::calendar::now();
+    let now = taza_domain::calendar::now();
     let pack = |post: &str, value: f64, minutes_ago: i64| {
         let reading = protocol::Measurement {
             quantity: protocol::Quantity::Pm2_5,
@@ -842,7 +842,7 @@ sensors = ["pm2_5"]
 
     // The broker keeps one connection's messages in order and the gateway commits in arrival
     // order, so once A's second reading is stored the forgery would have been too.
-    let db = data_dir.join(taza_gateway::store::DB_FILE);
+    let db = data_dir.join(taza_store::DB_FILE);
     let expected = vec![
         ("alm-001".to_string(), 11.0),
         ("alm-001".to_string(), 12.0),

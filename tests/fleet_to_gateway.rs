@@ -84,7 +84,7 @@ async fn post_cut_off_for_an_hour_replays_its_backlog_and_every_reading_is_store
         taza_sim::run(sim_fleet, &host, port, "taza", options, stopped).await
     });
 
-    let db = dir.path().join(taza_gateway::store::DB_FILE);
+    let db = dir.path().join(taza_store::DB_FILE);
     let wanted_last = outage_to.offset(600).0;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

@@ -27,9 +27,9 @@ use protocol::device_config::{self, DeviceConfig};
 use protocol::{Quantity, UnixSeconds};
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
-use taza_gateway::api::{ApiToken, Role};
+use taza_api::{ApiToken, Role};
+use taza_domain::secret::SecretString;
 use taza_gateway::config::Config;
-use taza_gateway::secret::SecretString;
 use taza_sim::single::{SensorFault, SinglePostOptions};
 use tokio_util::sync::CancellationToken;
 

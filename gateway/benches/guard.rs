@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use protocol::PostId;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use taza_gateway::config::{PostEntry, PostKind};
-use taza_gateway::registry::{manage, Registry};
+use taza_domain::post::{PostEntry, PostKind};
+use taza_registry::manage;
 use tokio_util::sync::CancellationToken;
 
 const POST: &str = "bench-guard-01";
@@ -107,7 +107,7 @@ async fn main() {
     // A registry with one provisioned post, in a real SQLite file.
     let dir = tempfile::tempdir().unwrap();
     let mut conn = rusqlite::Connection::open(dir.path().join("taza.db")).unwrap();
-    taza_gateway::store::schema::migrate(&mut conn).unwrap();
+    taza_store::schema::migrate(&mut conn).unwrap();
     let mut entry = PostEntry::new(
         PostId::parse(POST).unwrap(),
         PostKind::Air,
@@ -120,11 +120,11 @@ async fn main() {
     manage::add(&tx, &entry, "bench", Duration::from_secs(60)).unwrap();
     let issued = manage::issue_credentials(&tx, &entry.id, "bench").unwrap();
     tx.commit().unwrap();
-    let registry = Registry::load(&conn, Duration::from_secs(60), false).unwrap();
+    let registry = taza_registry::refresh::load(&conn, Duration::from_secs(60), false).unwrap();
     let password = issued.password.expose().to_string();
 
     let direct = tokio::task::spawn_blocking(|| {
-        taza_gateway::broker::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        taza_ingest::broker::start(SocketAddr::from(([127, 0, 0, 1], 0)))
     })
     .await
     .unwrap()
@@ -132,13 +132,13 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let guarded = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let _guard = taza_gateway::broker::guard::spawn(
+    let _guard = taza_ingest::broker::guard::spawn(
         listener,
         direct,
-        taza_gateway::broker::guard::Policy {
+        taza_ingest::broker::guard::Policy {
             prefix: "taza".into(),
             registry,
-            metrics: taza_gateway::telemetry::Metrics::new(),
+            metrics: taza_ingest::metrics::IngestMetrics::default(),
         },
         shutdown.clone(),
     );

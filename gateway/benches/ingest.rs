@@ -94,7 +94,7 @@ struct Plan {
 impl Plan {
     fn new(s: &Settings) -> Self {
         let total = 2 * s.messages + s.steady_messages() + POSTS;
-        let now = taza_gateway::calendar::now().0;
+        let now = taza_domain::calendar::now().0;
         let json = QUANTITIES
             .iter()
             .map(|q| format!("{{\"n\":\"{}\",\"v\":1}}", q.as_str()))
@@ -304,7 +304,7 @@ impl Broker {
             Some(binary) => Self::mosquitto(&binary),
             None => {
                 let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-                let addr = taza_gateway::broker::start(listen).expect("embedded broker starts");
+                let addr = taza_ingest::broker::start(listen).expect("embedded broker starts");
                 Self::Embedded { port: addr.port() }
             }
         }
@@ -1178,7 +1178,7 @@ async fn read_sse(
                         let post = v["post"].as_str().unwrap_or_default().to_string();
                         let at = v["readings"][0]["time"]
                             .as_str()
-                            .and_then(taza_gateway::calendar::parse_rfc3339);
+                            .and_then(taza_domain::calendar::parse_rfc3339);
                         if let Some(at) = at {
                             log.seen.push(((post, at.0), now));
                         }

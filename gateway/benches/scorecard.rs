@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use protocol::{PostId, Quantity, UnixSeconds};
-use taza_gateway::calendar::LocalDay;
-use taza_gateway::score::{
+use taza_domain::calendar::LocalDay;
+use taza_score::{
     city_scorecard, HourlyMean, Norms, PostDescriptor, PostKind, PostSeries, QuantitySeries,
     TwentyMinuteMean,
 };

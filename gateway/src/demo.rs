@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{PostEntry, PostKind};
+use taza_domain::post::{PostEntry, PostKind};
 
 /// Demo settings.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ pub fn registry_entries(fleet: &taza_sim::Fleet, cadence: Duration) -> Vec<PostE
             cadence: Some(cadence),
             critical_level: p
                 .critical_level_cm
-                .map(|level_cm| crate::score::CriticalLevel {
+                .map(|level_cm| taza_score::CriticalLevel {
                     level_cm,
                     seasons: Vec::new(),
                     source: "simulated gauge (taza-sim fleet)".into(),

@@ -5,24 +5,8 @@
 //! after commit) and the live feed -> `api` (axum, SSE). [`start`] wires the stages and is the
 //! only place that spawns them.
 
-pub mod alert;
-pub mod api;
-pub mod broker;
-pub mod calendar;
-pub mod commission;
 pub mod config;
-pub mod config_push;
 pub mod demo;
-pub mod ingest;
-pub mod pipeline;
-pub mod provision;
-pub mod registry;
-pub mod score;
-pub mod scoring;
-pub mod secret;
-pub mod sink;
-pub mod store;
-pub mod telemetry;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -33,9 +17,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::pipeline::{ACK_CHANNEL_CAPACITY, INGEST_CHANNEL_CAPACITY, LIVE_CHANNEL_CAPACITY};
-use crate::registry::Registry;
-use crate::telemetry::Metrics;
+use taza_api::telemetry::Metrics;
+use taza_domain::pipeline::{ACK_CHANNEL_CAPACITY, INGEST_CHANNEL_CAPACITY, LIVE_CHANNEL_CAPACITY};
+use taza_domain::registry::Registry;
 
 /// Why the gateway could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -45,25 +29,25 @@ pub enum RunError {
     Config(#[from] config::ConfigError),
     /// The embedded broker failed.
     #[error(transparent)]
-    Broker(#[from] broker::BrokerError),
+    Broker(#[from] taza_ingest::broker::BrokerError),
     /// The store failed to open.
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    Store(#[from] taza_store::StoreError),
     /// The norms or the zones file cannot be used.
     #[error(transparent)]
-    Scoring(#[from] scoring::ScoringError),
+    Scoring(#[from] taza_api::scoring::ScoringError),
     /// The alert rules cannot be used.
     #[error(transparent)]
-    Alert(#[from] alert::AlertError),
+    Alert(#[from] taza_alert::AlertError),
     /// The config file's posts could not be registered.
     #[error(transparent)]
-    Registry(#[from] registry::manage::RegistryError),
+    Registry(#[from] taza_registry::manage::RegistryError),
     /// The broker TLS files cannot be used.
     #[error(transparent)]
-    MqttTls(#[from] ingest::tls::TlsError),
+    MqttTls(#[from] taza_ingest::tls::TlsError),
     /// The InfluxDB sink could not start.
     #[error(transparent)]
-    Sink(#[from] sink::SinkError),
+    Sink(#[from] taza_sink::SinkError),
     /// The HTTP listener or a thread could not start.
     #[error("{context}: {source}")]
     Io {
@@ -112,21 +96,25 @@ impl Running {
 /// Starts every stage. Cancelling `shutdown` stops them in order.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, RunError> {
     config.validate()?;
-    let mut conn = store::open_writer(&config.store)?;
+    let mut conn = taza_store::open_writer(&config.store)?;
     {
-        let tx = conn.transaction().map_err(store::StoreError::from)?;
-        registry::manage::apply_config_posts(&tx, &config.posts, config.store.default_cadence)?;
-        tx.commit().map_err(store::StoreError::from)?;
+        let tx = conn.transaction().map_err(taza_store::StoreError::from)?;
+        taza_registry::manage::apply_config_posts(
+            &tx,
+            &config.posts,
+            config.store.default_cadence,
+        )?;
+        tx.commit().map_err(taza_store::StoreError::from)?;
     }
     if let Some(path) = &config.score.zones_file {
-        let zones = scoring::zones_from_file(path)?;
-        let tx = conn.transaction().map_err(store::StoreError::from)?;
+        let zones = taza_api::scoring::zones_from_file(path)?;
+        let tx = conn.transaction().map_err(taza_store::StoreError::from)?;
         for z in &zones {
-            store::admin::upsert_zone(&tx, z, "config")?;
+            taza_store::admin::upsert_zone(&tx, z, "config")?;
         }
-        tx.commit().map_err(store::StoreError::from)?;
+        tx.commit().map_err(taza_store::StoreError::from)?;
     }
-    let registry = Registry::load(
+    let registry = taza_registry::refresh::load(
         &conn,
         config.store.default_cadence,
         config.mqtt.allow_unregistered,
@@ -138,17 +126,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let (inbound_tx, inbound_rx) = mpsc::channel(INGEST_CHANNEL_CAPACITY);
     let (ack_tx, ack_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
     let (live_tx, _) = broadcast::channel(LIVE_CHANNEL_CAPACITY);
-    let (alert_tx, alert_rx) = mpsc::channel(alert::ALERT_CHANNEL_CAPACITY);
-    let alert::Running {
+    let (alert_tx, alert_rx) = mpsc::channel(taza_alert::ALERT_CHANNEL_CAPACITY);
+    let taza_alert::Running {
         shared: alerts,
         evaluator,
         deliverer,
-    } = alert::spawn(
+    } = taza_alert::spawn(
         config.alert.clone(),
-        &store::db_path(&config.store),
+        &taza_store::db_path(&config.store),
         registry.clone(),
         config.store.default_cadence,
-        metrics.clone(),
+        metrics.delivery.clone(),
         alert_rx,
         shutdown.clone(),
     )?;
@@ -157,19 +145,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 
     // Before the writer: a missing token file stops the start here, with nothing yet queued.
     let sink = match &config.sink.influxdb {
-        Some(influx) => Some(sink::spawn(
+        Some(influx) => Some(taza_sink::spawn(
             influx.clone(),
-            &store::db_path(&config.store),
-            metrics.sink().clone(),
+            &taza_store::db_path(&config.store),
+            metrics.sink.clone(),
             shutdown.clone(),
         )?),
         None => None,
     };
-    let writer = store::writer::spawn(
+    let writer = taza_store::writer::spawn(
         conn,
-        store::writer::WriterContext {
+        taza_store::writer::WriterContext {
             registry: registry.clone(),
-            metrics: metrics.clone(),
+            metrics: metrics.store.clone(),
             raw_retention: config.store.raw_retention,
             shutdown: shutdown.clone(),
             alerts: Some(alert_tx),
@@ -184,17 +172,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         source,
     })?;
     // It stops with the shutdown token; retained configs stay with the broker.
-    drop(config_push::spawn(
+    drop(taza_registry::config_push::spawn(
         config.mqtt.clone(),
         endpoint.clone(),
         registry.clone(),
         shutdown.clone(),
     ));
-    let ingest = ingest::spawn(
+    let ingest = taza_ingest::spawn(
         config.mqtt.clone(),
         endpoint,
         registry.clone(),
-        metrics.clone(),
+        metrics.ingest.clone(),
         inbound_tx,
         ack_rx,
         shutdown.clone(),
@@ -213,32 +201,34 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let http_stop = CancellationToken::new();
 
     // A broken department norms folder is reported now, not at the first request.
-    scoring::load_norms(&config.score).map_err(scoring::ScoringError::from)?;
-    let pool = store::ReadPool::new(&store::db_path(&config.store));
-    drop(registry::spawn_refresh(
+    taza_api::scoring::load_norms(&config.score).map_err(taza_api::scoring::ScoringError::from)?;
+    let pool = taza_store::ReadPool::new(&taza_store::db_path(&config.store));
+    drop(taza_registry::refresh::spawn(
         registry.clone(),
         pool.clone(),
         shutdown.clone(),
     )); // it stops with the shutdown token
-    let app = api::router(api::AppState {
-        scoring: scoring::Scoring::new(config.score.clone(), pool.clone()),
-        admin: store::admin::AdminWriter::open(&store::db_path(&config.store))?,
+    let app = taza_api::router(taza_api::AppState {
+        scoring: taza_api::scoring::Scoring::new(config.score.clone(), pool.clone()),
+        admin: taza_store::admin::AdminWriter::open(&taza_store::db_path(&config.store))?,
         pool,
         metrics: metrics.clone(),
         live: live_tx,
         tokens: std::sync::Arc::new(config.api.tokens.clone()),
         alerts,
         registry: registry.clone(),
-        technician: std::sync::Arc::new(api::TechnicianContext {
-            broker: provision::post_broker(&config),
+        technician: std::sync::Arc::new(taza_api::TechnicianContext {
+            broker: taza_registry::provision::post_broker(&config.provision, &config.mqtt),
             topic_prefix: config.mqtt.topic_prefix.clone(),
             default_cadence: config.store.default_cadence,
-            ranges: std::sync::Arc::new(commission::PlausibleRanges::shipped().map_err(|e| {
-                RunError::Io {
-                    context: "reading commissioning/plausible.toml",
-                    source: std::io::Error::other(e),
-                }
-            })?),
+            ranges: std::sync::Arc::new(
+                taza_registry::commission::PlausibleRanges::shipped().map_err(|e| {
+                    RunError::Io {
+                        context: "reading commissioning/plausible.toml",
+                        source: std::io::Error::other(e),
+                    }
+                })?,
+            ),
         }),
         shutdown: http_stop.clone(),
     });
@@ -255,11 +245,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     tracing::info!(%http_addr, mqtt = %mqtt_addr, "gateway started");
 
     let deadline = config.api.shutdown_deadline;
-    let checkpointer = store::checkpoint::spawn(store::db_path(&config.store), shutdown.clone())
-        .map_err(|source| RunError::Io {
-            context: "starting the checkpointer",
-            source,
-        })?;
+    let checkpointer =
+        taza_store::checkpoint::spawn(taza_store::db_path(&config.store), shutdown.clone())
+            .map_err(|source| RunError::Io {
+                context: "starting the checkpointer",
+                source,
+            })?;
     drop(checkpointer); // it stops by itself with the shutdown token
     let supervisor = tokio::spawn(supervise(
         shutdown.clone(),
@@ -288,7 +279,7 @@ async fn connect_broker(
     registry: &Registry,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> Result<(ingest::Endpoint, String, (String, u16)), RunError> {
+) -> Result<(taza_ingest::Endpoint, String, (String, u16)), RunError> {
     if let Some(b) = &config.mqtt.broker {
         let credentials = b.username.clone().map(|u| {
             (
@@ -300,11 +291,11 @@ async fn connect_broker(
             )
         });
         let tls = if b.tls {
-            Some(ingest::tls::client_config(&config.mqtt)?)
+            Some(taza_ingest::tls::client_config(&config.mqtt)?)
         } else {
             None
         };
-        let endpoint = ingest::Endpoint {
+        let endpoint = taza_ingest::Endpoint {
             host: b.host.clone(),
             port: b.port,
             credentials,
@@ -314,7 +305,7 @@ async fn connect_broker(
         return Ok((endpoint, b.to_string(), broker));
     }
     let start = |listen| async move {
-        tokio::task::spawn_blocking(move || broker::start(listen))
+        tokio::task::spawn_blocking(move || taza_ingest::broker::start(listen))
             .await
             .map_err(|e| RunError::Io {
                 context: "starting embedded broker",
@@ -324,7 +315,7 @@ async fn connect_broker(
     };
     if !config.mqtt.embedded_auth {
         let addr = start(config.mqtt.listen).await?;
-        let endpoint = ingest::Endpoint {
+        let endpoint = taza_ingest::Endpoint {
             host: addr.ip().to_string(),
             port: addr.port(),
             credentials: None,
@@ -337,7 +328,7 @@ async fn connect_broker(
     let inner = start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let listener = tokio::net::TcpListener::bind(config.mqtt.listen)
         .await
-        .map_err(|source| broker::BrokerError::Bind {
+        .map_err(|source| taza_ingest::broker::BrokerError::Bind {
             addr: config.mqtt.listen,
             source,
         })?;
@@ -345,18 +336,18 @@ async fn connect_broker(
         context: "embedded broker guard",
         source,
     })?;
-    drop(broker::guard::spawn(
+    drop(taza_ingest::broker::guard::spawn(
         listener,
         inner,
-        broker::guard::Policy {
+        taza_ingest::broker::guard::Policy {
             prefix: config.mqtt.topic_prefix.clone(),
             registry: registry.clone(),
-            metrics: metrics.clone(),
+            metrics: metrics.ingest.clone(),
         },
         shutdown.clone(),
     )); // it stops with the shutdown token
     tracing::info!(%outer, "embedded broker requires post credentials");
-    let endpoint = ingest::Endpoint {
+    let endpoint = taza_ingest::Endpoint {
         host: inner.ip().to_string(),
         port: inner.port(),
         credentials: None,

@@ -7,8 +7,9 @@ mod posts_cli;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use taza_gateway::config::{BrokerUrl, Config};
+use taza_gateway::config::Config;
 use taza_gateway::demo;
+use taza_ingest::config::BrokerUrl;
 use tokio_util::sync::CancellationToken;
 
 /// Taza gateway: air and river posts over MQTT into a store, scores, alerts and dashboards.
@@ -157,23 +158,23 @@ fn main() -> anyhow::Result<()> {
 
 /// `gateway report`: the scorecard from the store, without starting the gateway.
 fn report(config: &Config, year: Option<i32>, format: ReportFormat) -> anyhow::Result<()> {
-    let db = taza_gateway::store::db_path(&config.store);
+    let db = taza_store::db_path(&config.store);
     anyhow::ensure!(
         db.exists(),
         "no store at {} (run the gateway first, or pass --data-dir)",
         db.display()
     );
-    let norms = taza_gateway::scoring::load_norms(&config.score)?;
-    let year = year.unwrap_or_else(taza_gateway::scoring::current_year);
+    let norms = taza_api::scoring::load_norms(&config.score)?;
+    let year = year.unwrap_or_else(taza_api::scoring::current_year);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let card = runtime.block_on(taza_gateway::scoring::city_scorecard_from(
-        &taza_gateway::store::ReadPool::new(&db),
+    let card = runtime.block_on(taza_api::scoring::city_scorecard_from(
+        &taza_store::ReadPool::new(&db),
         norms,
         year,
     ))?;
     match format {
-        ReportFormat::Markdown => print!("{}", taza_gateway::score::scorecard_markdown(&card)),
-        ReportFormat::Csv => print!("{}", taza_gateway::score::scorecard_csv(&card)),
+        ReportFormat::Markdown => print!("{}", taza_score::scorecard_markdown(&card)),
+        ReportFormat::Csv => print!("{}", taza_score::scorecard_csv(&card)),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&card)?),
     }
     Ok(())

@@ -8,12 +8,12 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use protocol::{PostId, Quantity};
-use taza_gateway::config::{
-    BrokerUrl, Config, Instrument, LinearFit, No2Cell, PostEntry, PostKind,
-};
-use taza_gateway::registry::credentials::PasswordHash;
-use taza_gateway::registry::manage;
-use taza_gateway::store::registry as table;
+use taza_domain::credentials::PasswordHash;
+use taza_domain::post::{Instrument, LinearFit, No2Cell, PostEntry, PostKind};
+use taza_gateway::config::Config;
+use taza_ingest::config::BrokerUrl;
+use taza_registry::manage;
+use taza_store::registry as table;
 
 #[derive(Debug, Subcommand)]
 pub enum PostsCommand {
@@ -56,7 +56,7 @@ pub enum PostsCommand {
         json: bool,
         /// Language of the report: ru, kk or en [default: from $LANG, else en].
         #[arg(long, value_parser = parse_lang)]
-        lang: Option<taza_gateway::commission::Lang>,
+        lang: Option<taza_registry::commission::Lang>,
     },
     /// Write Mosquitto's password file and ACL from the registry (reload Mosquitto afterwards).
     BrokerAuth {
@@ -126,16 +126,16 @@ pub struct AddArgs {
     replace: bool,
 }
 
-fn parse_lang(s: &str) -> Result<taza_gateway::commission::Lang, String> {
-    taza_gateway::commission::Lang::parse(s).ok_or_else(|| "ru, kk or en".into())
+fn parse_lang(s: &str) -> Result<taza_registry::commission::Lang, String> {
+    taza_registry::commission::Lang::parse(s).ok_or_else(|| "ru, kk or en".into())
 }
 
 /// The terminal's language when it is one the report speaks (`LANG=ru_KZ.UTF-8`), else English.
-fn terminal_lang() -> taza_gateway::commission::Lang {
+fn terminal_lang() -> taza_registry::commission::Lang {
     std::env::var("LANG")
         .ok()
-        .and_then(|l| l.get(..2).and_then(taza_gateway::commission::Lang::parse))
-        .unwrap_or(taza_gateway::commission::Lang::En)
+        .and_then(|l| l.get(..2).and_then(taza_registry::commission::Lang::parse))
+        .unwrap_or(taza_registry::commission::Lang::En)
 }
 
 fn parse_kind(s: &str) -> Result<PostKind, String> {
@@ -280,7 +280,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let actor = actor(actor_flag);
     let cadence = config.store.default_cadence;
-    let mut conn = taza_gateway::store::open_writer(&config.store)?;
+    let mut conn = taza_store::open_writer(&config.store)?;
     // Config-file posts are in the registry before anything else looks at it, as at start.
     {
         let tx = conn.transaction()?;
@@ -336,10 +336,11 @@ pub fn run(
             post_broker,
         } => {
             let id = parse_post(&post)?;
-            let broker =
-                post_broker.unwrap_or_else(|| taza_gateway::provision::post_broker(config));
+            let broker = post_broker.unwrap_or_else(|| {
+                taza_registry::provision::post_broker(&config.provision, &config.mqtt)
+            });
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let done = taza_gateway::provision::provision(
+            let done = taza_registry::provision::provision(
                 &tx,
                 &id,
                 &actor,
@@ -356,7 +357,7 @@ pub fn run(
             println!("  device config: {} ({} bytes; holds the post's password: flash it, then delete it)", path.display(), done.blob.len());
             println!("  config hash:   {:08x}", done.config_hash);
             println!("  paper log:     {}", done.summary);
-            if let Some(qr) = taza_gateway::provision::qr_code(&done.summary) {
+            if let Some(qr) = taza_registry::provision::qr_code(&done.summary) {
                 println!("{qr}");
             }
             if config.mqtt.broker.is_some() {
@@ -399,7 +400,7 @@ pub fn run(
             // hashes of random passwords. On a shared host chown it to Mosquitto and chmod 0640.
             std::fs::write(
                 &password_file,
-                taza_gateway::broker::mosquitto::password_file((&gateway_user, &hash), &posts),
+                taza_registry::mosquitto::password_file((&gateway_user, &hash), &posts),
             )
             .with_context(|| format!("writing {}", password_file.display()))?;
             #[cfg(unix)]
@@ -410,7 +411,7 @@ pub fn run(
             .with_context(|| format!("chmod {}", password_file.display()))?;
             std::fs::write(
                 &acl_file,
-                taza_gateway::broker::mosquitto::acl(&config.mqtt.topic_prefix, &gateway_user),
+                taza_registry::mosquitto::acl(&config.mqtt.topic_prefix, &gateway_user),
             )
             .with_context(|| format!("writing {}", acl_file.display()))?;
             println!(
@@ -450,7 +451,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 fn list(conn: &rusqlite::Connection, config: &Config, all: bool) -> anyhow::Result<()> {
-    let posts = taza_gateway::store::read::posts(conn)?;
+    let posts = taza_store::read::posts(conn)?;
     let records = table::all(conn)?;
     println!(
         "{:<16} {:<6} {:<9} {:<9} {:<12} {:<11} NAME",
@@ -470,10 +471,10 @@ fn list(conn: &rusqlite::Connection, config: &Config, all: bool) -> anyhow::Resu
             (None, true) => "never",
         };
         let desired =
-            taza_gateway::config_push::desired_hash(&rec.entry, config.store.default_cadence);
+            taza_registry::config_push::desired_hash(&rec.entry, config.store.default_cadence);
         let config_state = match desired.filter(|_| rec.active()) {
             Some(d) => {
-                taza_gateway::store::read::ConfigState::compare(
+                taza_store::read::ConfigState::compare(
                     d,
                     p.status.as_ref().and_then(|s| s.config_hash),
                 )
@@ -508,26 +509,26 @@ fn commission(
     id: &PostId,
     wait: Option<Duration>,
     json: bool,
-    lang: taza_gateway::commission::Lang,
+    lang: taza_registry::commission::Lang,
     actor: &str,
 ) -> anyhow::Result<()> {
-    let db = taza_gateway::store::db_path(&config.store);
-    let pool = taza_gateway::store::ReadPool::new(&db);
-    let mut conn = taza_gateway::store::open_writer(&config.store)?;
+    let db = taza_store::db_path(&config.store);
+    let pool = taza_store::ReadPool::new(&db);
+    let mut conn = taza_store::open_writer(&config.store)?;
     let record = table::get(&conn, id)?
         .filter(|r| r.active())
         .with_context(|| format!("post {id} is not in service"))?;
     let cadence = record.entry.cadence.unwrap_or(config.store.default_cadence);
     let desired =
-        taza_gateway::provision::desired_config(&record.entry, config.store.default_cadence)?
+        taza_registry::provision::desired_config(&record.entry, config.store.default_cadence)?
             .hash();
-    let wait = wait.unwrap_or_else(|| taza_gateway::commission::default_wait(cadence));
+    let wait = wait.unwrap_or_else(|| taza_registry::commission::default_wait(cadence));
     let ranges = std::sync::Arc::new(
-        taza_gateway::commission::PlausibleRanges::shipped().map_err(anyhow::Error::msg)?,
+        taza_registry::commission::PlausibleRanges::shipped().map_err(anyhow::Error::msg)?,
     );
     eprintln!("waiting up to {} s for {id}...", wait.as_secs());
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let report = runtime.block_on(taza_gateway::commission::run(
+    let report = runtime.block_on(taza_registry::commission::run(
         pool,
         record.entry,
         desired,

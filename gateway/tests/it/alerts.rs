@@ -6,12 +6,10 @@
 use std::time::Duration;
 
 use protocol::{Measurement, QaFlags, Quantity, UnixSeconds};
-use taza_gateway::alert::channels::{
-    ChannelsConfig, EmailConfig, RetryConfig, SmtpTls, WebhookConfig,
-};
-use taza_gateway::alert::route::{Contact, OnCallConfig};
-use taza_gateway::api::{ApiToken, Role};
-use taza_gateway::secret::SecretString;
+use taza_alert::channels::{ChannelsConfig, EmailConfig, RetryConfig, SmtpTls, WebhookConfig};
+use taza_alert::route::{Contact, OnCallConfig};
+use taza_api::{ApiToken, Role};
+use taza_domain::secret::SecretString;
 
 use crate::receivers::{SmtpReceiver, WebhookReceiver};
 use crate::support::*;
@@ -119,7 +117,7 @@ async fn pm2_5_episode_pages_once_by_email_and_webhook_and_resolves_when_clear()
     let dir = tempfile::tempdir().unwrap();
     let gateway = gateway_with_alerts(dir.path(), &smtp, &webhook).await;
     let addr = gateway.running.http_addr;
-    let now = taza_gateway::calendar::now();
+    let now = taza_domain::calendar::now();
 
     // Twenty minutes of 200 µg/m³: the 20-minute mean 200 > 160 (ПДК м.р.).
     publish_all(
@@ -190,7 +188,7 @@ async fn a_signal_hovering_around_160_pages_once() {
     let webhook = WebhookReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let gateway = gateway_with_alerts(dir.path(), &smtp, &webhook).await;
-    let now = taza_gateway::calendar::now();
+    let now = taza_domain::calendar::now();
     // 150, 175, 150, ... every 30 s for 20 minutes, sent one message per reading: the rolling
     // mean crosses 160 back and forth but never falls below the 140 clear threshold.
     let messages: Vec<(String, Vec<u8>)> = (0..40)
@@ -223,7 +221,7 @@ async fn unacknowledged_critical_alert_escalates_and_acknowledging_stops_it() {
     let dir = tempfile::tempdir().unwrap();
     let gateway = gateway_with_alerts(dir.path(), &smtp, &webhook).await;
     let addr = gateway.running.http_addr;
-    let now = taza_gateway::calendar::now();
+    let now = taza_domain::calendar::now();
     // 2000 µg/m³ at both posts: ВЗ (≥ 1600, critical) plus the one-time limit (warning).
     publish_all(
         gateway.mqtt_port,
@@ -318,7 +316,7 @@ async fn a_backlog_replayed_after_an_outage_pages_nobody() {
     let dir = tempfile::tempdir().unwrap();
     let gateway = gateway_with_alerts(dir.path(), &smtp, &webhook).await;
     let addr = gateway.running.http_addr;
-    let now = taza_gateway::calendar::now();
+    let now = taza_domain::calendar::now();
     // An hour of 500 µg/m³ recorded two to three hours ago, replayed now.
     publish_all(
         gateway.mqtt_port,
@@ -420,7 +418,7 @@ cadence = "60s"
             && http_get(http, "/healthz").await.0 == 200
     })
     .await;
-    let now = taza_gateway::calendar::now();
+    let now = taza_domain::calendar::now();
     publish_all(mqtt_port, vec![series("almaty-001", now, 60, &[200.0; 20])]).await;
     // The e-mail goes out; the webhook keeps failing and stays pending in the outbox.
     smtp.wait_for(1, Duration::from_secs(10)).await;

@@ -29,7 +29,7 @@ async fn every_bad_message_is_refused_with_its_reason_and_nothing_else_is_lost()
     ))
     .await;
     let addr = gateway.running.http_addr;
-    let now = taza_gateway::calendar::now();
+    let now = taza_domain::calendar::now();
     let good = cbor(
         "almaty-001",
         &[m_at(Quantity::Pm2_5, 12.0, now.offset(-60))],

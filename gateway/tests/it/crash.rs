@@ -13,11 +13,11 @@ const POSTS: usize = 20;
 
 /// `per_post` messages from each of [`POSTS`] posts, one pm2_5 reading each, a minute apart,
 /// all in the past.
-fn stream(per_post: usize) -> (Vec<taza_gateway::config::PostEntry>, Vec<(String, Vec<u8>)>) {
+fn stream(per_post: usize) -> (Vec<taza_domain::post::PostEntry>, Vec<(String, Vec<u8>)>) {
     let posts: Vec<_> = (0..POSTS)
         .map(|i| air_post(&format!("post-{i:02}")))
         .collect();
-    let start = taza_gateway::calendar::now().offset(-(per_post as i64 * 60) - 3600);
+    let start = taza_domain::calendar::now().offset(-(per_post as i64 * 60) - 3600);
     let mut messages = Vec::with_capacity(POSTS * per_post);
     for k in 0..per_post {
         for p in &posts {
@@ -33,7 +33,7 @@ fn stream(per_post: usize) -> (Vec<taza_gateway::config::PostEntry>, Vec<(String
 
 /// Rows in `readings`, and the sum of counts in hourly and daily rollups.
 fn totals(data_dir: &Path) -> (i64, i64, i64) {
-    let conn = rusqlite::Connection::open(data_dir.join(taza_gateway::store::DB_FILE)).unwrap();
+    let conn = rusqlite::Connection::open(data_dir.join(taza_store::DB_FILE)).unwrap();
     let q = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
     (
         q("SELECT count(*) FROM readings"),

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rusqlite::Connection;
-use taza_gateway::alert::channels::{
+use taza_alert::channels::{
     self, ChannelsConfig, EmailConfig, FailureKind, RetryConfig, SmtpTls, TelegramConfig,
     WebhookConfig,
 };
-use taza_gateway::alert::deliver::{self, DeliveryMetrics};
-use taza_gateway::alert::outbox::{self, Channel, Notification, OutboxRow, OutboxState};
-use taza_gateway::secret::SecretString;
+use taza_alert::deliver::{self, DeliveryMetrics};
+use taza_domain::secret::SecretString;
+use taza_store::outbox::{self, Channel, Notification, OutboxRow, OutboxState};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -122,7 +122,7 @@ impl Harness {
         let mut conn = Connection::open(&self.db).unwrap();
         conn.busy_timeout(Duration::from_secs(5)).unwrap();
         let tx = conn.transaction().unwrap();
-        let fresh = outbox::enqueue(&tx, n, taza_gateway::calendar::now()).unwrap();
+        let fresh = outbox::enqueue(&tx, n, taza_domain::calendar::now()).unwrap();
         tx.commit().unwrap();
         if let Some(w) = &self.wake {
             let _ = w.try_send(());
@@ -210,7 +210,7 @@ async fn webhook_and_email_are_delivered_signed_and_with_idempotency_keys() {
         Some(channels::webhook::signature(HOOK_SECRET.as_bytes(), &r.body).as_str())
     );
     let sent_at: i64 = r.header("x-taza-timestamp").unwrap().parse().unwrap();
-    assert!((sent_at - taza_gateway::calendar::now().0).abs() < 60);
+    assert!((sent_at - taza_domain::calendar::now().0).abs() < 60);
 
     let messages = mail.wait_for(1, WITHIN).await;
     let m = &messages[0];
@@ -339,7 +339,7 @@ async fn webhook_answering_5xx_is_retried_then_dead_after_max_attempts() {
     {
         let mut conn = Connection::open(&h.db).unwrap();
         let tx = conn.transaction().unwrap();
-        assert!(outbox::requeue(&tx, row.id, taza_gateway::calendar::now()).unwrap());
+        assert!(outbox::requeue(&tx, row.id, taza_domain::calendar::now()).unwrap());
         tx.commit().unwrap();
     }
     h.wake.as_ref().unwrap().try_send(()).ok();

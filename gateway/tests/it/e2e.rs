@@ -213,7 +213,7 @@ async fn live_feed_streams_committed_readings_as_server_sent_events() {
             break;
         }
     }
-    let at = taza_gateway::calendar::now().offset(-5);
+    let at = taza_domain::calendar::now().offset(-5);
     publish_all(
         gateway.mqtt_port,
         vec![(

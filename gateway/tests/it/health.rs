@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use protocol::Quantity;
 use rusqlite::Connection;
-use taza_gateway::alert::channels::{RetryConfig, WebhookConfig};
-use taza_gateway::alert::outbox::{self, Channel, Notification};
-use taza_gateway::secret::SecretString;
+use taza_alert::channels::{RetryConfig, WebhookConfig};
+use taza_domain::secret::SecretString;
+use taza_store::outbox::{self, Channel, Notification};
 use tokio_util::sync::CancellationToken;
 
 use crate::receivers::WebhookReceiver;
@@ -52,10 +52,10 @@ async fn healthz_is_200_degraded_with_a_failing_sink_and_dead_letters_and_names_
     // delivery worker looks at the table as soon as the second start begins.
     start_gateway(config.clone()).await.running.stop().await;
     {
-        let mut conn = Connection::open(dir.path().join(taza_gateway::store::DB_FILE)).unwrap();
+        let mut conn = Connection::open(dir.path().join(taza_store::DB_FILE)).unwrap();
         let tx = conn.transaction().unwrap();
         for n in [note(Channel::Webhook, "ops"), note(Channel::Telegram, "42")] {
-            assert!(outbox::enqueue(&tx, &n, taza_gateway::calendar::now()).unwrap());
+            assert!(outbox::enqueue(&tx, &n, taza_domain::calendar::now()).unwrap());
         }
         tx.commit().unwrap();
     }
@@ -72,7 +72,7 @@ async fn healthz_is_200_degraded_with_a_failing_sink_and_dead_letters_and_names_
                 &[m_at(
                     Quantity::Pm2_5,
                     12.0,
-                    taza_gateway::calendar::now().offset(-60),
+                    taza_domain::calendar::now().offset(-60),
                 )],
             ),
         )],

@@ -19,7 +19,7 @@ const PROBE_POST: &str = "probe-0";
 
 /// Every stored (post, quantity, time) in a replica's store.
 fn identities(data_dir: &Path) -> Vec<(String, String, i64)> {
-    let path = data_dir.join(taza_gateway::store::DB_FILE);
+    let path = data_dir.join(taza_store::DB_FILE);
     let Ok(conn) =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
     else {

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use protocol::{Measurement, QaFlags, Quantity, UnixSeconds};
-use taza_gateway::api::{ApiToken, Role};
-use taza_gateway::secret::SecretString;
+use taza_api::{ApiToken, Role};
+use taza_domain::secret::SecretString;
 
 use crate::support::*;
 
@@ -16,7 +16,7 @@ const VIEWER: &str = "viewer-token-0123456789";
 /// Ten local days (from local 2025-01-01) of hourly PM2.5 means of 40 µg/m³, 60 records a pack.
 fn ten_days_of_pm25(post_id: &str) -> Vec<(String, Vec<u8>)> {
     let start =
-        taza_gateway::calendar::LocalDay::of(chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap())
+        taza_domain::calendar::LocalDay::of(chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap())
             .start;
     let hours: Vec<Measurement> = (1..=240)
         .map(|h| Measurement {

@@ -11,8 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use protocol::{Quantity, UnixSeconds};
-use taza_gateway::config::{Config, PostEntry, PostKind};
-use taza_gateway::sink::InfluxConfig;
+use taza_domain::post::{PostEntry, PostKind};
+use taza_gateway::config::Config;
+use taza_sink::InfluxConfig;
 
 use crate::support::*;
 
@@ -147,7 +148,7 @@ pub(crate) fn sink_config(dir: &Path, posts: Vec<PostEntry>, url: String) -> Con
         url,
         org: "akimat".into(),
         bucket: "taza".into(),
-        token: Some(taza_gateway::secret::SecretString::new("test-token")),
+        token: Some(taza_domain::secret::SecretString::new("test-token")),
         token_file: None,
         batch_size: 50,
         flush_every: Duration::from_millis(100),
@@ -169,7 +170,7 @@ fn river_post(id: &str) -> PostEntry {
 
 /// A recent minute boundary: VictoriaMetrics keeps a month by default.
 pub(crate) fn recent_start() -> i64 {
-    let now = taza_gateway::calendar::now().0;
+    let now = taza_domain::calendar::now().0;
     now - now % 60 - 6 * 3600
 }
 
@@ -368,7 +369,7 @@ async fn an_outage_loses_nothing_and_duplicates_nothing() {
 /// the sink really writes: taken from the sink's own mapping, not a copied list.
 #[test]
 fn dashboards_query_only_what_the_sink_writes() {
-    use taza_gateway::sink::line::{measurement, FIELDS, TAGS};
+    use taza_sink::line::{measurement, FIELDS, TAGS};
 
     fn queries(v: &serde_json::Value, out: &mut Vec<String>) {
         match v {

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use protocol::{Measurement, PostId, QaFlags, Quantity, UnixSeconds};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
-use taza_gateway::config::{BrokerUrl, Config, PostEntry, PostKind};
+use taza_domain::post::{PostEntry, PostKind};
+use taza_gateway::config::Config;
+use taza_ingest::config::BrokerUrl;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -118,7 +120,7 @@ where
 
 /// A reading at `at` (RFC 3339).
 pub fn m(quantity: Quantity, value: f64, at: &str) -> Measurement {
-    let at = taza_gateway::calendar::parse_rfc3339(at).unwrap();
+    let at = taza_domain::calendar::parse_rfc3339(at).unwrap();
     Measurement {
         quantity,
         value,
@@ -262,7 +264,7 @@ pub async fn metric(addr: SocketAddr, series: &str) -> f64 {
 
 /// Count of raw readings in a gateway's SQLite file (opened read-only beside the gateway).
 pub fn stored_count(data_dir: &Path) -> i64 {
-    let path = data_dir.join(taza_gateway::store::DB_FILE);
+    let path = data_dir.join(taza_store::DB_FILE);
     let Ok(conn) =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
     else {

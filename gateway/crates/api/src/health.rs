@@ -1,0 +1,85 @@
+//! `GET /healthz`: can the gateway ingest, and are its outputs keeping up. Reads a `SELECT 1`
+//! through the read pool, the MQTT connection and sink state from [`Metrics`], and the `outbox`
+//! table's counts per alert channel. Makes no network call (probes hit it every few seconds).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::AppState;
+use taza_store::outbox::{self, Channel, ChannelBacklog};
+
+/// One alert channel's line in `/healthz`.
+#[derive(Debug, serde::Serialize)]
+struct ChannelHealth {
+    channel: Channel,
+    /// Configured in `[alert.channels]`; an unconfigured channel with notifications queued for
+    /// it shows up too (they go dead: "not configured").
+    configured: bool,
+    /// `degraded` while notifications are retrying or dead, else `ok`.
+    status: &'static str,
+    #[serde(flatten)]
+    backlog: ChannelBacklog,
+}
+
+/// HTTP 503 (`"status": "failing"`) only when the gateway cannot ingest: the store does not
+/// answer or the MQTT session is down. Everything downstream of a committed reading (the InfluxDB
+/// sink, alert channels) degrades to HTTP 200 with `"status": "degraded"`: the readings are safe
+/// in SQLite and queued, and restarting the gateway (what a failing probe leads to) would not
+/// bring InfluxDB or an SMTP relay back. Body: `store`, `mqtt`, `sink` (see
+/// [`taza_sink::SinkHealth`]) and `channels` (per channel: pending, retrying, dead, last
+/// delivery error).
+pub(super) async fn healthz(State(s): State<AppState>) -> Response {
+    let listed: Vec<(Channel, bool)> = Channel::ALL
+        .into_iter()
+        .map(|c| (c, s.alerts.channels.contains(&c)))
+        .collect();
+    let checked = s
+        .pool
+        .run(move |c| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+            let mut channels = Vec::new();
+            for (channel, configured) in listed {
+                let backlog = outbox::backlog(c, channel)?;
+                if configured || backlog != ChannelBacklog::default() {
+                    channels.push((channel, configured, backlog));
+                }
+            }
+            Ok(channels)
+        })
+        .await;
+    let store_ok = checked.is_ok();
+    let channels: Vec<ChannelHealth> = checked
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(channel, configured, backlog)| ChannelHealth {
+            channel,
+            configured,
+            status: if backlog.retrying > 0 || backlog.dead > 0 {
+                "degraded"
+            } else {
+                "ok"
+            },
+            backlog,
+        })
+        .collect();
+    let mqtt_ok = s.metrics.mqtt_connected();
+    let sink = s.metrics.sink().health(taza_domain::calendar::now());
+    let degraded = sink.status != "ok" || channels.iter().any(|c| c.status != "ok");
+    let (code, status) = if !(store_ok && mqtt_ok) {
+        (StatusCode::SERVICE_UNAVAILABLE, "failing")
+    } else if degraded {
+        (StatusCode::OK, "degraded")
+    } else {
+        (StatusCode::OK, "ok")
+    };
+    let body = serde_json::json!({
+        "status": status,
+        "store": if store_ok { "ok" } else { "failing" },
+        "mqtt": if mqtt_ok { "connected" } else { "disconnected" },
+        "sink": sink,
+        "channels": channels,
+    });
+    (code, Json(body)).into_response()
+}

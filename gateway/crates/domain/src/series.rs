@@ -1,0 +1,126 @@
+//! What the scoring engine reads: plain data the store layer fills from its rollups (hourly and
+//! 20-minute time-weighted means with their coverage) plus post descriptors. No I/O here.
+
+use chrono::{Datelike, NaiveDate};
+use protocol::{PostId, Quantity, UnixSeconds};
+use serde::{Deserialize, Serialize};
+
+/// Seconds in an hourly bucket.
+pub const HOUR_S: i64 = 3600;
+/// Seconds in a 20-minute (one-time, ПДК м.р.) bucket.
+pub const TWENTY_MINUTES_S: i64 = 1200;
+
+/// A time-weighted hourly mean of one post and quantity.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HourlyMean {
+    /// Start of the UTC hour (= local hour in Almaty).
+    pub start: UnixSeconds,
+    /// Time-weighted mean, in the quantity's unit ([`Quantity::unit`]).
+    pub mean: f64,
+    /// Seconds of the hour covered by valid readings (data capture = covered_s / 3600).
+    pub covered_s: i64,
+    /// Number of valid readings.
+    pub count: u32,
+    /// Largest valid reading, in the quantity's unit.
+    pub max: f64,
+}
+
+/// A time-weighted 20-minute mean (the "one-time" concentration compared with ПДК м.р.).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TwentyMinuteMean {
+    /// Start of the bucket (aligned to :00, :20, :40).
+    pub start: UnixSeconds,
+    /// Time-weighted mean, in the quantity's unit.
+    pub mean: f64,
+    /// Seconds of the 20 minutes covered by valid readings.
+    pub covered_s: i64,
+}
+
+pub use crate::post::PostKind;
+
+/// A critical level valid in some months (e.g. winter), cm above the gauge zero.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeasonalLevel {
+    /// First month (1..=12) the level applies.
+    pub first_month: u32,
+    /// Last month (1..=12); may be smaller than `first_month` for a season across new year.
+    pub last_month: u32,
+    /// Critical level, cm.
+    pub level_cm: f64,
+}
+
+/// A gauge's critical level (критический уровень), per post and possibly seasonal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CriticalLevel {
+    /// Level outside any season, cm.
+    pub level_cm: f64,
+    /// Seasonal levels; the first whose months contain the date wins.
+    #[serde(default)]
+    pub seasons: Vec<SeasonalLevel>,
+    /// Where the level comes from (Kazhydromet post card, bulletin).
+    pub source: String,
+}
+
+impl CriticalLevel {
+    /// The critical level on local date `date`, cm.
+    pub fn level_cm_on(&self, date: NaiveDate) -> f64 {
+        let m = date.month();
+        self.seasons
+            .iter()
+            .find(|s| {
+                if s.first_month <= s.last_month {
+                    (s.first_month..=s.last_month).contains(&m)
+                } else {
+                    m >= s.first_month || m <= s.last_month
+                }
+            })
+            .map_or(self.level_cm, |s| s.level_cm)
+    }
+}
+
+/// Who a post is and where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostDescriptor {
+    /// Post id.
+    pub id: PostId,
+    /// Air or river.
+    pub kind: PostKind,
+    /// Latitude, degrees north (WGS 84).
+    pub lat_deg: f64,
+    /// Longitude, degrees east (WGS 84).
+    pub lon_deg: f64,
+    /// City district (Алмалинский, ...).
+    pub district: Option<String>,
+    /// River name, for river posts.
+    pub river: Option<String>,
+    /// The gauge's critical level, for river posts.
+    pub critical_level: Option<CriticalLevel>,
+}
+
+/// One quantity's buckets at one post. Buckets are expected sorted by start without duplicates
+/// (the store's order); the engine stays correct but slower otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuantitySeries {
+    /// The quantity; means are in its unit.
+    pub quantity: Quantity,
+    /// Hourly means.
+    pub hourly: Vec<HourlyMean>,
+    /// 20-minute means (may be empty when the rollup is not available).
+    pub twenty_minute: Vec<TwentyMinuteMean>,
+}
+
+/// A post with its buckets for the span being scored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostSeries {
+    /// The post.
+    pub post: PostDescriptor,
+    /// Buckets per quantity.
+    pub series: Vec<QuantitySeries>,
+}
+
+impl PostSeries {
+    /// The buckets of `q`, if any.
+    pub fn quantity(&self, q: Quantity) -> Option<&QuantitySeries> {
+        self.series.iter().find(|s| s.quantity == q)
+    }
+}

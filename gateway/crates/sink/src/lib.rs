@@ -1,0 +1,753 @@
+//! Long-term store sink: readings copied to InfluxDB 2 through a durable queue.
+//!
+//! The store writer queues each new reading in `sink_queue` in the transaction that stores it
+//! ([`queue`]); this worker, on its own SQLite connection, reads the oldest `batch_size` rows,
+//! writes them as line protocol ([`line`]) and deletes them only after a 2xx. An InfluxDB
+//! outage therefore loses nothing: the queue grows, the worker retries with exponential backoff
+//! (`retry_initial` doubling up to `retry_max`), and when InfluxDB returns the backlog drains in
+//! commit order, full batches back to back. A crash between InfluxDB's 2xx and the delete sends
+//! that batch again; InfluxDB keeps one point per (series, time), so the repeat overwrites
+//! itself.
+//!
+//! HTTP: a plain `POST {url}/api/v2/write?org=&bucket=&precision=s` with
+//! `Authorization: Token …`, the endpoint and header the `influxdb2` crate uses, over the
+//! reqwest 0.12 + rustls 0.23 the gateway already has for alert delivery. Adding `influxdb2`
+//! 0.5.2 (default-features off, `rustls`) was measured on this tree: `cargo tree -d -p gateway
+//! -e normal` grew from 456 to 625 lines and Cargo.lock by 47 packages, among them a second
+//! reqwest (0.11), rustls 0.21, rustls-webpki 0.101, hyper-rustls/tokio-rustls 0.24,
+//! webpki-roots 0.25, syn 1 and parking_lot 0.11 — an old TLS stack to audit for one POST we
+//! write in a few lines. The crate's last release is from 2024-07.
+//!
+//! A refusal InfluxDB will never take back (400 malformed, 422 outside the bucket's retention)
+//! drops that batch, counted and logged: InfluxDB 2 has already written the batch's valid points,
+//! and retrying would stop every later reading behind one bad one. Everything else (no answer,
+//! 401/403, 404, 413, 429, 5xx) is retried.
+//!
+//! Telemetry: [`SinkMetrics`] (`taza_sink_influxdb_*`), registered by the caller at wiring time.
+
+pub mod config;
+pub mod line;
+pub use taza_store::sink_queue as queue;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use rusqlite::Connection;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{InfluxConfig, SinkConfig};
+
+use taza_domain::secret::SecretString;
+
+/// How long the final flush at shutdown may take in all: the queue keeps the rest.
+const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+/// `/healthz` calls the sink degraded once writes have failed for this long (a blip of a few
+/// retries is not worth a warning on the dashboard).
+pub const DEGRADED_AFTER_FAILING_FOR: Duration = Duration::from_secs(60);
+/// `/healthz` calls the sink degraded while this many readings wait: with Almaty's ~40 posts,
+/// ~10 quantities each, once a minute, about 25 minutes of the city's data.
+pub const DEGRADED_BACKLOG_POINTS: i64 = 10_000;
+
+/// Why the sink could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The token file could not be read (its path is not a secret; its content is).
+    #[error("sink.influxdb.token_file {path}: {source}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The token file is empty.
+    #[error("sink.influxdb.token_file {0} is empty")]
+    EmptyToken(PathBuf),
+    /// The HTTP client could not be built.
+    #[error("sink HTTP client: {0}")]
+    Http(String),
+    /// The queue's database could not be opened.
+    #[error("sink queue: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+/// Why a write failed: a metric label from a fixed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No connection, reset, or timeout.
+    Unreachable,
+    /// 401/403: the token is wrong or lacks write access.
+    Unauthorized,
+    /// Another status InfluxDB may stop sending (404, 413, 429, 5xx).
+    Status,
+    /// 400/422: InfluxDB refused points for good; the batch was dropped.
+    Rejected,
+    /// The local queue could not be read or updated.
+    Queue,
+}
+
+impl FailureKind {
+    /// Every kind.
+    pub const ALL: [FailureKind; 5] = [
+        Self::Unreachable,
+        Self::Unauthorized,
+        Self::Status,
+        Self::Rejected,
+        Self::Queue,
+    ];
+
+    /// Metric label.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable",
+            Self::Unauthorized => "unauthorized",
+            Self::Status => "status",
+            Self::Rejected => "rejected",
+            Self::Queue => "queue",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Sink health. Cheap to clone; register once with [`SinkMetrics::register`].
+#[derive(Debug, Clone, Default)]
+pub struct SinkMetrics {
+    points_written: Counter,
+    points_dropped: Counter,
+    requests: Counter,
+    failures: Family<ReasonLabel, Counter>,
+    backlog: Gauge,
+    consecutive_failures: Gauge,
+    last_success: Gauge,
+    /// Health only (not exported): whether a worker runs, when the current failure streak began
+    /// and when and why the last failed round failed (Unix seconds, 0 = never).
+    enabled: Arc<std::sync::atomic::AtomicBool>,
+    failing_since: Gauge,
+    last_failure: Gauge,
+    /// 1 + index in [`FailureKind::ALL`]; 0 = none.
+    last_failure_kind: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The sink's state for `/healthz`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SinkHealth {
+    /// `[sink.influxdb]` is configured and its worker runs.
+    pub configured: bool,
+    /// `ok`, or `degraded` (failing for longer than [`DEGRADED_AFTER_FAILING_FOR`], or
+    /// [`DEGRADED_BACKLOG_POINTS`] or more readings waiting).
+    pub status: &'static str,
+    /// Readings waiting for InfluxDB.
+    pub backlog_points: i64,
+    /// Failed rounds since the last success.
+    pub consecutive_failures: i64,
+    /// Seconds since InfluxDB last accepted a write; None: not since start.
+    pub last_success_age_s: Option<i64>,
+    /// Seconds since the last failed round; None: none since start.
+    pub last_failure_age_s: Option<i64>,
+    /// Why the last failed round failed (a [`FailureKind`] label).
+    pub last_failure_reason: Option<&'static str>,
+    /// Seconds the current failure streak has lasted; None: the last round succeeded.
+    pub failing_for_s: Option<i64>,
+}
+
+impl SinkMetrics {
+    /// Counters with a zero series for every failure reason.
+    pub fn new() -> Self {
+        let m = Self::default();
+        for k in FailureKind::ALL {
+            let _ = m.failures.get_or_create(&ReasonLabel {
+                reason: k.as_label(),
+            });
+        }
+        m
+    }
+
+    /// Registers `sink_influxdb_*` (under the registry's prefix, `taza_` in the gateway).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "sink_influxdb_points_written",
+            "Readings InfluxDB accepted (2xx)",
+            self.points_written.clone(),
+        );
+        registry.register(
+            "sink_influxdb_points_dropped",
+            "Readings dropped after InfluxDB refused their batch for good (400/422)",
+            self.points_dropped.clone(),
+        );
+        registry.register(
+            "sink_influxdb_requests",
+            "Write requests sent",
+            self.requests.clone(),
+        );
+        registry.register(
+            "sink_influxdb_failures",
+            "Failed write rounds, by reason",
+            self.failures.clone(),
+        );
+        registry.register(
+            "sink_influxdb_backlog_points",
+            "Readings queued for InfluxDB and not yet confirmed",
+            self.backlog.clone(),
+        );
+        registry.register(
+            "sink_influxdb_consecutive_failures",
+            "Failed write rounds since the last success (0 = healthy)",
+            self.consecutive_failures.clone(),
+        );
+        registry.register(
+            "sink_influxdb_last_success_timestamp_seconds",
+            "Unix time of the last accepted write (0 = none since start)",
+            self.last_success.clone(),
+        );
+    }
+
+    /// Readings InfluxDB accepted.
+    pub fn points_written(&self) -> u64 {
+        self.points_written.get()
+    }
+
+    /// Readings waiting, as of the worker's last look.
+    pub fn backlog(&self) -> i64 {
+        self.backlog.get()
+    }
+
+    /// Failed rounds since the last success.
+    pub fn consecutive_failures(&self) -> i64 {
+        self.consecutive_failures.get()
+    }
+
+    /// Health at `now`, for `/healthz`.
+    pub fn health(&self, now: protocol::UnixSeconds) -> SinkHealth {
+        use std::sync::atomic::Ordering;
+        let configured = self.enabled.load(Ordering::Relaxed);
+        let age = |at: i64| (at > 0).then(|| (now.0 - at).max(0));
+        let failing_for_s = if self.consecutive_failures.get() > 0 {
+            age(self.failing_since.get())
+        } else {
+            None
+        };
+        let backlog_points = self.backlog.get();
+        let degraded = configured
+            && (failing_for_s.is_some_and(|s| s >= DEGRADED_AFTER_FAILING_FOR.as_secs() as i64)
+                || backlog_points >= DEGRADED_BACKLOG_POINTS);
+        SinkHealth {
+            configured,
+            status: if degraded { "degraded" } else { "ok" },
+            backlog_points,
+            consecutive_failures: self.consecutive_failures.get(),
+            last_success_age_s: age(self.last_success.get()),
+            last_failure_age_s: age(self.last_failure.get()),
+            last_failure_reason: self
+                .last_failure_kind
+                .load(Ordering::Relaxed)
+                .checked_sub(1)
+                .and_then(|i| FailureKind::ALL.get(i))
+                .map(|k| k.as_label()),
+            failing_for_s,
+        }
+    }
+
+    fn record_failure(&self, kind: FailureKind) {
+        use std::sync::atomic::Ordering;
+        let now = taza_domain::calendar::now().0;
+        self.last_failure.set(now);
+        if let Some(i) = FailureKind::ALL.iter().position(|k| *k == kind) {
+            self.last_failure_kind.store(i + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Failed rounds for `kind`.
+    pub fn failures(&self, kind: FailureKind) -> u64 {
+        self.failures
+            .get_or_create(&ReasonLabel {
+                reason: kind.as_label(),
+            })
+            .get()
+    }
+}
+
+/// The endpoint, token and HTTP client, resolved once at startup.
+#[derive(Clone)]
+pub struct InfluxClient {
+    http: reqwest::Client,
+    write_url: reqwest::Url,
+    health_url: reqwest::Url,
+    token: SecretString,
+}
+
+impl std::fmt::Debug for InfluxClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URLs hold org and bucket only (credentials in the URL are refused by validation).
+        f.debug_struct("InfluxClient")
+            .field("write_url", &self.write_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Outcome of one write request.
+enum WriteOutcome {
+    Accepted,
+    Retry(FailureKind, String),
+    Drop(String),
+}
+
+impl InfluxClient {
+    /// Reads the token (from `token_file` if set) and builds the client.
+    pub fn new(cfg: &InfluxConfig) -> Result<Self, SinkError> {
+        let token = match (&cfg.token, &cfg.token_file) {
+            (_, Some(path)) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| SinkError::TokenFile {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let t = text.trim();
+                if t.is_empty() {
+                    return Err(SinkError::EmptyToken(path.clone()));
+                }
+                SecretString::new(t)
+            }
+            (Some(t), None) => t.clone(),
+            (None, None) => SecretString::default(),
+        };
+        let base = reqwest::Url::parse(cfg.url.trim_end_matches('/'))
+            .map_err(|e| SinkError::Http(format!("sink.influxdb.url: {e}")))?;
+        let mut write_url = join(&base, "api/v2/write");
+        write_url
+            .query_pairs_mut()
+            .append_pair("org", &cfg.org)
+            .append_pair("bucket", &cfg.bucket)
+            .append_pair("precision", "s");
+        let health_url = join(&base, "health");
+        let http = reqwest::Client::builder()
+            .timeout(cfg.request_timeout)
+            .connect_timeout(cfg.request_timeout / 2)
+            // A redirect would resend the token to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("taza-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SinkError::Http(e.without_url().to_string()))?;
+        Ok(Self {
+            http,
+            write_url,
+            health_url,
+            token,
+        })
+    }
+
+    /// `GET {url}/health`: Ok when InfluxDB answers 2xx. Reads nothing, writes nothing.
+    pub async fn healthcheck(&self) -> Result<(), String> {
+        match self.http.get(self.health_url.clone()).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("InfluxDB health answered {}", r.status().as_u16())),
+            Err(e) => Err(format!("InfluxDB unreachable: {}", e.without_url())),
+        }
+    }
+
+    async fn write(&self, body: String) -> WriteOutcome {
+        let sent = self
+            .http
+            .post(self.write_url.clone())
+            .header(
+                reqwest::header::AUTHORIZATION,
+                format!("Token {}", self.token.expose()),
+            )
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(body)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            // Without the URL: it is ours and already known; reqwest errors never hold headers.
+            Err(e) => {
+                return WriteOutcome::Retry(FailureKind::Unreachable, e.without_url().to_string())
+            }
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return WriteOutcome::Accepted;
+        }
+        // InfluxDB's error body is JSON {code, message}; keep a short prefix for the log.
+        let text: String = resp
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
+        let what = format!("HTTP {}: {text}", status.as_u16());
+        match status.as_u16() {
+            400 | 422 => WriteOutcome::Drop(what),
+            401 | 403 => WriteOutcome::Retry(FailureKind::Unauthorized, what),
+            _ => WriteOutcome::Retry(FailureKind::Status, what),
+        }
+    }
+}
+
+/// `base` + `/path`, keeping any path prefix of `base` (InfluxDB behind a reverse proxy).
+fn join(base: &reqwest::Url, path: &str) -> reqwest::Url {
+    let mut u = base.clone();
+    let prefix = u.path().trim_end_matches('/').to_string();
+    u.set_path(&format!("{prefix}/{path}"));
+    u.set_query(None);
+    u
+}
+
+/// Builds the request body from queued rows: one line per reading. Returns the body, the last
+/// id it covers and the points in it (rows with an unknown quantity or a non-finite value are
+/// covered but left out: they can never be written).
+pub fn body(rows: &[queue::Queued]) -> (String, i64, usize) {
+    let mut out = String::with_capacity(rows.len() * 96);
+    let mut last = 0;
+    let mut points = 0;
+    for r in rows {
+        last = r.id;
+        let Some(quantity) = protocol::Quantity::parse(&r.quantity) else {
+            continue;
+        };
+        let kind = r.kind.as_deref().unwrap_or("unregistered");
+        let p = line::Point {
+            post: &r.post,
+            quantity,
+            kind,
+            district: if kind == "river" {
+                None
+            } else {
+                r.district.as_deref()
+            },
+            river: if kind == "river" {
+                r.river.as_deref()
+            } else {
+                None
+            },
+            at_s: r.at_s,
+            value: r.value,
+            flags: r.flags,
+        };
+        if line::write_point(&mut out, &p) {
+            points += 1;
+        }
+    }
+    (out, last, points)
+}
+
+/// The running worker.
+struct Worker {
+    cfg: InfluxConfig,
+    client: InfluxClient,
+    db: Arc<Mutex<Connection>>,
+    metrics: SinkMetrics,
+}
+
+/// What one round did.
+enum Round {
+    /// Nothing queued.
+    Empty,
+    /// A batch was accepted (or dropped for good); `full` = there may be more right away.
+    Done { full: bool },
+    /// It failed; try again later.
+    Failed,
+}
+
+impl Worker {
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            let conn = db
+                .lock()
+                .map_err(|_| "sink queue lock poisoned".to_string())?;
+            f(&conn).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    async fn round(&self) -> Round {
+        let limit = self.cfg.batch_size;
+        let rows = match self.db(move |c| queue::oldest(c, limit)).await {
+            Ok(rows) => rows,
+            Err(e) => return self.failed(FailureKind::Queue, &e),
+        };
+        if rows.is_empty() {
+            self.metrics.backlog.set(0);
+            return Round::Empty;
+        }
+        let full = rows.len() >= limit;
+        let (body, last_id, points) = body(&rows);
+        let outcome = if points == 0 {
+            WriteOutcome::Accepted
+        } else {
+            self.metrics.requests.inc();
+            self.client.write(body).await
+        };
+        match outcome {
+            WriteOutcome::Accepted => {
+                self.metrics.points_written.inc_by(points as u64);
+                self.metrics.consecutive_failures.set(0);
+                self.metrics.failing_since.set(0);
+                self.metrics
+                    .last_success
+                    .set(taza_domain::calendar::now().0);
+            }
+            WriteOutcome::Drop(what) => {
+                self.metrics.points_dropped.inc_by(points as u64);
+                self.count_failure(FailureKind::Rejected);
+                tracing::error!(points, error = %what, "InfluxDB refused a batch for good; dropped it");
+            }
+            WriteOutcome::Retry(kind, what) => return self.failed(kind, &what),
+        }
+        match self
+            .db(move |c| {
+                queue::remove_through(c, last_id)?;
+                queue::backlog(c)
+            })
+            .await
+        {
+            Ok(n) => {
+                self.metrics
+                    .backlog
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+                Round::Done { full }
+            }
+            // Written but still queued: the next round sends it again and InfluxDB overwrites
+            // the same points.
+            Err(e) => self.failed(FailureKind::Queue, &e),
+        }
+    }
+
+    fn count_failure(&self, kind: FailureKind) {
+        self.metrics.record_failure(kind);
+        self.metrics
+            .failures
+            .get_or_create(&ReasonLabel {
+                reason: kind.as_label(),
+            })
+            .inc();
+    }
+
+    fn failed(&self, kind: FailureKind, what: &str) -> Round {
+        self.count_failure(kind);
+        let n = self.metrics.consecutive_failures.inc() + 1;
+        if n == 1 {
+            self.metrics
+                .failing_since
+                .set(taza_domain::calendar::now().0);
+        }
+        // One line at the first failure, then at powers of two: an outage of hours is a few
+        // lines, not thousands.
+        if n.count_ones() == 1 {
+            tracing::warn!(reason = kind.as_label(), consecutive = n, error = %what, "InfluxDB write failed; readings stay queued");
+        }
+        Round::Failed
+    }
+
+    async fn refresh_backlog(&self) {
+        if let Ok(n) = self.db(queue::backlog).await {
+            self.metrics
+                .backlog
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    async fn run(self, shutdown: CancellationToken) {
+        self.refresh_backlog().await;
+        let mut backoff = self.cfg.retry_initial;
+        while !shutdown.is_cancelled() {
+            let wait = match self.round().await {
+                Round::Done { full: true } => {
+                    backoff = self.cfg.retry_initial;
+                    continue;
+                }
+                Round::Done { full: false } | Round::Empty => {
+                    backoff = self.cfg.retry_initial;
+                    self.cfg.flush_every
+                }
+                Round::Failed => {
+                    // The gauge must grow through an outage, when no batch leaves the queue.
+                    self.refresh_backlog().await;
+                    let w = backoff;
+                    backoff = (backoff * 2).min(self.cfg.retry_max);
+                    w
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        self.final_flush().await;
+        tracing::debug!("InfluxDB sink stopped");
+    }
+
+    /// One more pass at shutdown (the writer's last commit included), without retries.
+    async fn final_flush(&self) {
+        let pass = async { while let Round::Done { full: true } = self.round().await {} };
+        if tokio::time::timeout(SHUTDOWN_FLUSH_DEADLINE, pass)
+            .await
+            .is_err()
+        {
+            tracing::info!("InfluxDB sink: unsent readings stay queued for the next start");
+        }
+    }
+}
+
+/// Starts the worker over the store at `db`. It stops with `shutdown` after a last flush;
+/// await the handle to wait for that.
+pub fn spawn(
+    cfg: InfluxConfig,
+    db: &Path,
+    metrics: SinkMetrics,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<()>, SinkError> {
+    let client = InfluxClient::new(&cfg)?;
+    let conn = taza_store::open_connection(db)?;
+    metrics
+        .enabled
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let health = client.clone();
+    tokio::spawn(async move {
+        // Startup health check: a warning only; the queue holds readings until InfluxDB is up.
+        match health.healthcheck().await {
+            Ok(()) => tracing::info!("InfluxDB sink healthy"),
+            Err(e) => {
+                tracing::warn!(error = %e, "InfluxDB not healthy at startup; readings are queued")
+            }
+        }
+    });
+    let worker = Worker {
+        cfg,
+        client,
+        db: Arc::new(Mutex::new(conn)),
+        metrics,
+    };
+    Ok(tokio::spawn(worker.run(shutdown)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_is_degraded_after_a_minute_of_failures_or_a_large_backlog() {
+        use protocol::UnixSeconds;
+        let now = UnixSeconds(1_800_000_000);
+        let m = SinkMetrics::new();
+        assert!(!m.health(now).configured);
+        m.enabled.store(true, std::sync::atomic::Ordering::Relaxed);
+        let h = m.health(now);
+        assert_eq!(
+            (h.status, h.failing_for_s, h.last_failure_reason),
+            ("ok", None, None)
+        );
+
+        m.consecutive_failures.set(3);
+        m.failing_since.set(now.0 - 59);
+        m.record_failure(FailureKind::Unauthorized);
+        let h = m.health(now);
+        assert_eq!(h.status, "ok", "{h:?}");
+        assert_eq!(h.failing_for_s, Some(59));
+        assert_eq!(h.last_failure_reason, Some("unauthorized"));
+        m.failing_since.set(now.0 - 60);
+        assert_eq!(m.health(now).status, "degraded");
+
+        // Recovered, but far behind: still degraded until the backlog drains.
+        m.consecutive_failures.set(0);
+        m.last_success.set(now.0 - 2);
+        m.backlog.set(DEGRADED_BACKLOG_POINTS);
+        let h = m.health(now);
+        assert_eq!(
+            (h.status, h.failing_for_s, h.last_success_age_s),
+            ("degraded", None, Some(2))
+        );
+        m.backlog.set(DEGRADED_BACKLOG_POINTS - 1);
+        assert_eq!(m.health(now).status, "ok");
+    }
+
+    fn row(id: i64, quantity: &str, kind: Option<&str>) -> queue::Queued {
+        queue::Queued {
+            id,
+            post: "p-1".into(),
+            quantity: quantity.into(),
+            at_s: 1000 + id,
+            value: 1.5,
+            flags: 0,
+            kind: kind.map(String::from),
+            district: Some("Медеуский район".into()),
+            river: Some("Малая Алматинка".into()),
+        }
+    }
+
+    #[test]
+    fn a_batch_is_one_line_per_reading_covering_every_row() {
+        let rows = [
+            row(7, "pm10", Some("air")),
+            row(8, "water_level", Some("river")),
+            row(9, "no_such_quantity", Some("air")),
+            row(10, "rssi", None),
+        ];
+        let (text, last, points) = body(&rows);
+        assert_eq!((last, points), (10, 3));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "air,district=Медеуский\\ район,kind=air,post=p-1,quantity=pm10 value=1.5,flags=0i 1007",
+                "water,kind=river,post=p-1,quantity=water_level,river=Малая\\ Алматинка value=1.5,flags=0i 1008",
+                "device,district=Медеуский\\ район,kind=unregistered,post=p-1,quantity=rssi value=1.5,flags=0i 1010",
+            ]
+        );
+        assert_eq!(body(&[]), (String::new(), 0, 0));
+    }
+
+    #[test]
+    fn urls_keep_a_proxy_prefix_and_carry_org_bucket_and_precision() {
+        let cfg: InfluxConfig = toml::from_str(
+            "url = \"https://metrics.example/influx/\"\norg = \"Алматы акимат\"\nbucket = \"taza\"\ntoken = \"secret-token\"\n",
+        )
+        .unwrap();
+        let c = InfluxClient::new(&cfg).unwrap();
+        assert_eq!(
+            c.write_url.as_str(),
+            "https://metrics.example/influx/api/v2/write?org=%D0%90%D0%BB%D0%BC%D0%B0%D1%82%D1%8B+%D0%B0%D0%BA%D0%B8%D0%BC%D0%B0%D1%82&bucket=taza&precision=s"
+        );
+        assert_eq!(
+            c.health_url.as_str(),
+            "https://metrics.example/influx/health"
+        );
+        assert!(!format!("{c:?}").contains("secret-token"));
+    }
+
+    #[test]
+    fn the_token_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  abc123\n").unwrap();
+        let mut cfg: InfluxConfig =
+            toml::from_str("url = \"http://127.0.0.1:1\"\norg = \"o\"\nbucket = \"b\"\n").unwrap();
+        cfg.token_file = Some(path.clone());
+        assert_eq!(InfluxClient::new(&cfg).unwrap().token.expose(), "abc123");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(matches!(
+            InfluxClient::new(&cfg),
+            Err(SinkError::EmptyToken(_))
+        ));
+        cfg.token_file = Some(dir.path().join("missing"));
+        assert!(matches!(
+            InfluxClient::new(&cfg),
+            Err(SinkError::TokenFile { .. })
+        ));
+    }
+}

@@ -1,0 +1,157 @@
+//! The SQLite store (WAL) in the data dir: raw readings keyed by (post, quantity, time) so
+//! replays are idempotent, hourly and local-day rollups maintained as readings commit, the post
+//! registry and post status, the alert log and outbox ([`alerts`], [`outbox`]) and the sink's
+//! durable queue ([`sink_queue`]). Every SQL statement of the gateway lives in this crate.
+//!
+//! One writer connection lives on a dedicated thread ([`writer`]) and does group commits; the
+//! API reads through a small pool of read-only connections ([`ReadPool`]). Pragmas are set in
+//! one place, [`open_writer`] / [`ReadPool`], and the schema is versioned ([`schema`]).
+
+pub mod admin;
+pub mod alerts;
+pub mod checkpoint;
+pub mod config;
+pub mod metrics;
+pub mod outbox;
+pub mod read;
+pub mod registry;
+mod rollup;
+pub mod schema;
+pub mod sink_queue;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::config::{StoreConfig, Synchronous};
+
+/// File name of the database inside the data dir.
+pub const DB_FILE: &str = "taza.db";
+/// How long a connection waits for a lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read connections kept open between requests.
+const MAX_IDLE_READERS: usize = 8;
+
+/// Failures of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data dir could not be created.
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir {
+        /// The dir.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database was written by a newer gateway.
+    #[error("database schema version {found} is newer than this gateway's {supported}")]
+    SchemaTooNew {
+        /// Version in the file.
+        found: i64,
+        /// Newest this build knows.
+        supported: i64,
+    },
+    /// A blocking task panicked or was cancelled.
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// Path of the database for `cfg`.
+pub fn db_path(cfg: &StoreConfig) -> PathBuf {
+    cfg.data_dir.join(DB_FILE)
+}
+
+/// Opens (creating and migrating if needed) the writer connection.
+pub fn open_writer(cfg: &StoreConfig) -> Result<Connection, StoreError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StoreError::DataDir {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
+    let mut conn = open_connection(&db_path(cfg))?;
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    let sync = match cfg.synchronous {
+        Synchronous::Full => "full",
+        Synchronous::Normal => "normal",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    // A 16 MB page cache keeps a group commit's B-tree pages in memory (the 2 MB default spilled
+    // dirty pages mid-transaction), and checkpoints run on their own thread ([`checkpoint`]),
+    // not inside the writer's commits.
+    conn.pragma_update(None, "cache_size", -16_384)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens a read-write connection to the database at `path` with the pragmas every connection
+/// shares (busy timeout, foreign keys). The one place connections are opened: the writer adds its
+/// own pragmas on top, and the outbox worker, the sink, the checkpointer and admin tasks use this
+/// as it is.
+pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "on")?;
+    Ok(conn)
+}
+
+/// Read-only connections for the API, opened on demand and reused.
+#[derive(Debug)]
+pub struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    /// A pool over the database at `path` (which the writer has created).
+    pub fn new(path: &Path) -> Arc<Self> {
+        Arc::new(Self {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(c) = self.idle.lock().ok().and_then(|mut v| v.pop()) {
+            return Ok(c);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(conn)
+    }
+
+    fn put(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+    }
+
+    /// Runs `f` on a read connection on the blocking pool.
+    pub async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let result = f(&conn);
+            pool.put(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}

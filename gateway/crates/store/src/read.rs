@@ -1,0 +1,529 @@
+//! Queries the API answers from: the registry with each post's status, raw readings, rollups.
+//! Every query is bounded by a time range and a row limit.
+
+use protocol::{PostId, QaFlags, Quantity, UnixSeconds};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::StoreError;
+use taza_domain::calendar::rfc3339;
+
+/// A post as the API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PostSummary {
+    /// Id.
+    pub id: String,
+    /// air, river or unregistered.
+    pub kind: String,
+    /// Human name.
+    pub name: String,
+    /// Degrees.
+    pub latitude: Option<f64>,
+    /// Degrees.
+    pub longitude: Option<f64>,
+    /// District.
+    pub district: Option<String>,
+    /// River.
+    pub river: Option<String>,
+    /// Installed sensors.
+    pub sensors: Vec<String>,
+    /// Reporting interval, seconds.
+    pub cadence_s: i64,
+    /// Last status the post reported.
+    pub status: Option<StatusSummary>,
+    /// Taken out of service (its history stays).
+    pub retired: bool,
+    /// Whether the post runs the config the registry wants (filled by the API from the
+    /// registry; None for posts outside it).
+    pub config: Option<ConfigState>,
+}
+
+/// A post's config compared with the registry's.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigState {
+    /// Hash of the config the registry wants, hex.
+    pub desired: String,
+    /// Hash the post reported, hex.
+    pub reported: Option<String>,
+    /// `current`, `outdated` (the post runs another config) or `unknown` (no status yet).
+    pub state: &'static str,
+}
+
+impl ConfigState {
+    /// Compares `desired` with what the post `reported`.
+    pub fn compare(desired: u32, reported: Option<u32>) -> Self {
+        Self {
+            desired: format!("{desired:08x}"),
+            reported: reported.map(|h| format!("{h:08x}")),
+            state: match reported {
+                None => "unknown",
+                Some(h) if h == desired => "current",
+                Some(_) => "outdated",
+            },
+        }
+    }
+}
+
+/// The last status message.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusSummary {
+    /// Connected.
+    pub online: bool,
+    /// Firmware version.
+    pub firmware: String,
+    /// Config hash the post runs.
+    pub config_hash: Option<u32>,
+    /// Readings its queue dropped since boot.
+    pub dropped: u32,
+    /// Reconnects since boot.
+    pub reconnects: u32,
+    /// When the gateway received it (RFC 3339).
+    pub received_at: String,
+}
+
+/// Every post, sorted by id.
+pub fn posts(conn: &Connection) -> Result<Vec<PostSummary>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.id, p.kind, p.name, p.latitude, p.longitude, p.district, p.river, p.sensors, p.cadence_s,
+                s.online, s.firmware, s.config_hash, s.dropped, s.reconnects, s.received_at,
+                p.retired_at IS NOT NULL
+         FROM posts p LEFT JOIN post_status s ON s.post = p.id ORDER BY p.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let sensors: String = r.get(7)?;
+        let status = match r.get::<_, Option<bool>>(9)? {
+            Some(online) => Some(StatusSummary {
+                online,
+                firmware: r.get(10)?,
+                config_hash: r.get(11)?,
+                dropped: r.get(12)?,
+                reconnects: r.get(13)?,
+                received_at: rfc3339(UnixSeconds(r.get(14)?)),
+            }),
+            None => None,
+        };
+        Ok(PostSummary {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            name: r.get(2)?,
+            latitude: r.get(3)?,
+            longitude: r.get(4)?,
+            district: r.get(5)?,
+            river: r.get(6)?,
+            sensors: serde_json::from_str(&sensors).unwrap_or_default(),
+            cadence_s: r.get(8)?,
+            status,
+            retired: r.get(15)?,
+            config: None,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Whether `post` is in the registry table.
+pub fn post_exists(conn: &Connection, post: &PostId) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM posts WHERE id = ?1")?
+        .query_row([post.as_str()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// One raw reading for the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadingRow {
+    /// Quantity name.
+    pub quantity: Quantity,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// Value in `unit`.
+    pub value: f64,
+    /// SenML unit.
+    pub unit: &'static str,
+    /// QA flag names.
+    pub flags: Vec<&'static str>,
+}
+
+/// Raw readings of `post` in `[from, to)`, oldest first, at most `limit`.
+pub fn readings(
+    conn: &Connection,
+    post: &PostId,
+    quantity: Option<Quantity>,
+    from: UnixSeconds,
+    to: UnixSeconds,
+    limit: usize,
+) -> Result<Vec<ReadingRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT quantity, at, value, flags FROM readings
+         WHERE post = ?1 AND (?2 IS NULL OR quantity = ?2) AND at >= ?3 AND at < ?4
+         ORDER BY at, quantity LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            post.as_str(),
+            quantity.map(Quantity::as_str),
+            from.0,
+            to.0,
+            limit as i64
+        ],
+        |r| {
+            let name: String = r.get(0)?;
+            let flags = QaFlags(r.get(3)?);
+            Ok((name, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?, flags))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, at, value, flags) = row?;
+        // Rows are written only from decoded quantities, so an unknown name means a newer
+        // gateway wrote it; skip it rather than fail the whole answer.
+        let Some(q) = Quantity::parse(&name) else {
+            continue;
+        };
+        out.push(ReadingRow {
+            quantity: q,
+            time: rfc3339(UnixSeconds(at)),
+            value,
+            unit: q.unit().as_str(),
+            flags: flags.names().collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Rollup period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    /// UTC (= local) hours.
+    Hour,
+    /// Local days in Asia/Almaty.
+    Day,
+}
+
+/// One rollup bucket for the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollupRow {
+    /// Bucket start, RFC 3339 UTC.
+    pub start: String,
+    /// Bucket end (exclusive), RFC 3339 UTC.
+    pub end: String,
+    /// Local date (daily buckets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    /// Time-weighted mean of valid readings, in `unit`.
+    pub mean: f64,
+    /// Smallest valid reading.
+    pub min: f64,
+    /// Largest valid reading.
+    pub max: f64,
+    /// Valid readings.
+    pub count: i64,
+    /// Readings the post's cadence promises.
+    pub expected: i64,
+    /// Seconds of the bucket covered by valid readings.
+    pub covered_s: i64,
+    /// covered_s / bucket length, capped at 1.
+    pub data_capture: f64,
+    /// SenML unit.
+    pub unit: &'static str,
+}
+
+/// Rollups of `post`/`quantity` whose bucket overlaps `[from, to)`.
+pub fn rollups(
+    conn: &Connection,
+    post: &PostId,
+    quantity: Quantity,
+    period: Period,
+    from: UnixSeconds,
+    to: UnixSeconds,
+) -> Result<Vec<RollupRow>, StoreError> {
+    let sql = match period {
+        Period::Hour => {
+                        "SELECT start, start + 3600, NULL, count, weighted_sum, covered_s, min, max, expected FROM rollup_hour
+             WHERE post = ?1 AND quantity = ?2 AND start > ?3 - 3600 AND start < ?4 ORDER BY start"
+        }
+        Period::Day => {
+                        "SELECT start, end_at, day, count, weighted_sum, covered_s, min, max, expected FROM rollup_day
+             WHERE post = ?1 AND quantity = ?2 AND start > ?3 - 90000 AND end_at > ?3 AND start < ?4
+             ORDER BY start"
+        }
+    };
+    let unit = quantity.unit().as_str();
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(
+        params![post.as_str(), quantity.as_str(), from.0, to.0],
+        |r| {
+            let start: i64 = r.get(0)?;
+            let end: i64 = r.get(1)?;
+            let weighted_sum: f64 = r.get(4)?;
+            let covered_s: i64 = r.get(5)?;
+            Ok(RollupRow {
+                start: rfc3339(UnixSeconds(start)),
+                end: rfc3339(UnixSeconds(end)),
+                day: r.get(2)?,
+                mean: weighted_sum / covered_s.max(1) as f64,
+                min: r.get(6)?,
+                max: r.get(7)?,
+                count: r.get(3)?,
+                expected: r.get(8)?,
+                covered_s,
+                data_capture: (covered_s as f64 / (end - start).max(1) as f64).min(1.0),
+                unit,
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One rollup bucket as the scoring engine takes it: a time-weighted mean with its coverage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketRow {
+    /// The post.
+    pub post: String,
+    /// The quantity.
+    pub quantity: Quantity,
+    /// Bucket start.
+    pub start: UnixSeconds,
+    /// Valid readings in it.
+    pub count: u32,
+    /// Time-weighted mean, in the quantity's unit.
+    pub mean: f64,
+    /// Largest valid reading.
+    pub max: f64,
+    /// Seconds covered by valid readings.
+    pub covered_s: i64,
+}
+
+/// Which rollup table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// `rollup_20min`.
+    TwentyMinutes,
+    /// `rollup_hour`.
+    Hour,
+}
+
+/// Every bucket starting in `[from, to)` for `quantities` (all posts), ordered by post,
+/// quantity, start: one pass for the whole city, so a year's scorecard is one query per table.
+pub fn buckets(
+    conn: &Connection,
+    resolution: Resolution,
+    quantities: &[Quantity],
+    from: UnixSeconds,
+    to: UnixSeconds,
+) -> Result<Vec<BucketRow>, StoreError> {
+    let table = match resolution {
+        Resolution::TwentyMinutes => "rollup_20min",
+        Resolution::Hour => "rollup_hour",
+    };
+    let sql = format!(
+        "SELECT post, quantity, start, count, weighted_sum, covered_s, max FROM {table}
+         WHERE quantity = ?1 AND start >= ?2 AND start < ?3 ORDER BY post, start"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut out = Vec::new();
+    for q in quantities {
+        let rows = stmt.query_map(params![q.as_str(), from.0, to.0], |r| {
+            let covered_s: i64 = r.get(5)?;
+            let weighted_sum: f64 = r.get(4)?;
+            Ok(BucketRow {
+                post: r.get(0)?,
+                quantity: *q,
+                start: UnixSeconds(r.get(2)?),
+                count: r.get(3)?,
+                mean: weighted_sum / covered_s.max(1) as f64,
+                max: r.get(6)?,
+                covered_s,
+            })
+        })?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    Ok(out)
+}
+
+/// A zone as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct ZoneRow {
+    /// Id (slug).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Local date it took effect.
+    pub start_date: String,
+    /// GeoJSON geometry.
+    pub geometry: serde_json::Value,
+    /// Who last changed it.
+    pub updated_by: String,
+    /// When (RFC 3339).
+    pub updated_at: String,
+}
+
+/// Every zone.
+pub fn zones(conn: &Connection) -> Result<Vec<ZoneRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, start_date, geometry, updated_by, updated_at FROM zones ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let geometry: String = r.get(3)?;
+        Ok(ZoneRow {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            start_date: r.get(2)?,
+            geometry: serde_json::from_str(&geometry).unwrap_or(serde_json::Value::Null),
+            updated_by: r.get(4)?,
+            updated_at: rfc3339(UnixSeconds(r.get(5)?)),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Every registered post as the scoring engine describes it (unregistered demo posts are left
+/// out: nobody vouched for where they stand).
+pub fn post_descriptors(
+    conn: &Connection,
+) -> Result<Vec<taza_domain::series::PostDescriptor>, StoreError> {
+    use taza_domain::series::{PostDescriptor, PostKind};
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, latitude, longitude, district, river, critical_level FROM posts
+         WHERE kind IN ('air', 'river') ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let id: String = r.get(0)?;
+        let kind: String = r.get(1)?;
+        let critical: Option<String> = r.get(6)?;
+        Ok((
+            id,
+            kind,
+            r.get::<_, Option<f64>>(2)?,
+            r.get::<_, Option<f64>>(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            critical,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, kind, lat, lon, district, river, critical) = row?;
+        // Ids in the table were validated on the way in; skip anything a newer gateway wrote.
+        let Ok(id) = PostId::parse(&id) else { continue };
+        out.push(PostDescriptor {
+            id,
+            kind: if kind == "river" {
+                PostKind::River
+            } else {
+                PostKind::Air
+            },
+            lat_deg: lat.unwrap_or(f64::NAN),
+            lon_deg: lon.unwrap_or(f64::NAN),
+            district,
+            river,
+            critical_level: critical.and_then(|c| serde_json::from_str(&c).ok()),
+        });
+    }
+    Ok(out)
+}
+
+/// The posts' hourly and 20-minute buckets of `quantities` in `[from, to)`, ready for scoring.
+pub fn post_series(
+    conn: &Connection,
+    posts: Vec<taza_domain::series::PostDescriptor>,
+    quantities: &[Quantity],
+    from: UnixSeconds,
+    to: UnixSeconds,
+) -> Result<Vec<taza_domain::series::PostSeries>, StoreError> {
+    use std::collections::HashMap;
+
+    use taza_domain::series::{HourlyMean, QuantitySeries, TwentyMinuteMean};
+    let mut by_key: HashMap<(String, Quantity), QuantitySeries> = HashMap::new();
+    fn series(
+        by_key: &mut HashMap<(String, Quantity), QuantitySeries>,
+        post: String,
+        quantity: Quantity,
+    ) -> &mut QuantitySeries {
+        by_key
+            .entry((post, quantity))
+            .or_insert_with(|| QuantitySeries {
+                quantity,
+                hourly: Vec::new(),
+                twenty_minute: Vec::new(),
+            })
+    }
+    for b in buckets(conn, Resolution::Hour, quantities, from, to)? {
+        series(&mut by_key, b.post, b.quantity)
+            .hourly
+            .push(HourlyMean {
+                start: b.start,
+                mean: b.mean,
+                covered_s: b.covered_s,
+                count: b.count,
+                max: b.max,
+            });
+    }
+    for b in buckets(conn, Resolution::TwentyMinutes, quantities, from, to)? {
+        series(&mut by_key, b.post, b.quantity)
+            .twenty_minute
+            .push(TwentyMinuteMean {
+                start: b.start,
+                mean: b.mean,
+                covered_s: b.covered_s,
+            });
+    }
+    Ok(posts
+        .into_iter()
+        .map(|post| {
+            let series = quantities
+                .iter()
+                .filter_map(|q| by_key.remove(&(post.id.as_str().to_string(), *q)))
+                .collect();
+            taza_domain::series::PostSeries { post, series }
+        })
+        .collect())
+}
+
+/// Start of the earliest hourly rollup, if any.
+pub fn earliest_rollup(conn: &Connection) -> Result<Option<UnixSeconds>, StoreError> {
+    Ok(conn
+        .query_row("SELECT min(start) FROM rollup_hour", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })?
+        .map(UnixSeconds))
+}
+
+/// The newest reading of every (post, quantity), for maps and live panels on first load.
+pub fn latest(conn: &Connection) -> Result<Vec<serde_json::Value>, StoreError> {
+    // One primary-key probe per series: the series come from the (small) daily rollup table.
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.post, s.quantity, r.at, r.value, r.flags
+         FROM (SELECT DISTINCT post, quantity FROM rollup_day) s
+         JOIN readings r ON r.post = s.post AND r.quantity = s.quantity
+          AND r.at = (SELECT max(at) FROM readings WHERE post = s.post AND quantity = s.quantity)
+         ORDER BY s.post, s.quantity",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, f64>(3)?,
+            r.get::<_, u16>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (post, quantity, at, value, flags) = row?;
+        let Some(q) = Quantity::parse(&quantity) else {
+            continue;
+        };
+        out.push(serde_json::json!({
+            "post": post,
+            "quantity": q,
+            "time": rfc3339(UnixSeconds(at)),
+            "value": value,
+            "unit": q.unit().as_str(),
+            "flags": QaFlags(flags).names().collect::<Vec<_>>(),
+        }));
+    }
+    Ok(out)
+}
