@@ -1,9 +1,9 @@
 //! The delivery worker: drains the `outbox` table through the channels.
 //!
-//! It owns one SQLite write connection (busy timeout 5 s, like `store::admin`) used on the
-//! blocking pool, and loops: claim due `pending` rows oldest first (the claim counts the attempt
-//! and sets a lease in one commit, before anything is sent), send up to [`MAX_IN_FLIGHT`] at
-//! once, each bounded by [`super::channels::ATTEMPT_TIMEOUT`], then record `delivered`, a retry at
+//! It owns one SQLite write connection ([`taza_store::outbox::DeliveryDb`], busy timeout 5 s,
+//! like `store::admin`) used on the blocking pool, and loops: claim due `pending` rows oldest
+//! first (the claim counts the attempt and sets a lease in one commit, before anything is sent),
+//! send up to [`MAX_IN_FLIGHT`] at once, each bounded by [`super::channels::ATTEMPT_TIMEOUT`], then record `delivered`, a retry at
 //! [`backoff`] (or the receiver's own `retry_after`, whichever is later), or `dead` after a
 //! permanent refusal or `max_attempts`. Between rounds it sleeps until the earliest due row, a
 //! `wake` message (sent by the alert lifecycle after each enqueue commit) or shutdown.
@@ -15,7 +15,7 @@
 //! Telemetry: [`DeliveryMetrics`] (`taza_alert_delivery_*`), registered by the caller.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -23,13 +23,12 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use rusqlite::Connection;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::channels::{ChannelsConfig, FailureKind, RetryConfig, SendError, Senders};
-use taza_store::outbox::{self, Channel, Claimed, Settle};
+use taza_store::outbox::{Channel, Claimed, DeliveryDb as Db, Settle};
 
 /// Attempts in flight at once: enough that one slow receiver does not hold up the rest, few
 /// enough that a burst of alerts does not open dozens of connections to one relay.
@@ -286,46 +285,6 @@ pub fn spawn(
     tokio::spawn(run(cfg, db, metrics, wake, shutdown))
 }
 
-/// Why a database step failed.
-#[derive(Debug, thiserror::Error)]
-enum DbError {
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("database task failed: {0}")]
-    Task(String),
-}
-
-/// The worker's write connection, used on the blocking pool.
-#[derive(Clone)]
-struct Db(Arc<Mutex<Connection>>);
-
-impl Db {
-    async fn open(path: PathBuf) -> Result<Self, DbError> {
-        tokio::task::spawn_blocking(move || {
-            let conn = taza_store::open_connection(&path)?;
-            outbox::release_stale_leases(&conn)?;
-            Ok(Self(Arc::new(Mutex::new(conn))))
-        })
-        .await
-        .map_err(|e| DbError::Task(e.to_string()))?
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, DbError> {
-        let conn = Arc::clone(&self.0);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn
-                .lock()
-                .map_err(|_| DbError::Task("outbox connection poisoned".into()))?;
-            Ok(f(&mut conn)?)
-        })
-        .await
-        .map_err(|e| DbError::Task(e.to_string()))?
-    }
-}
-
 async fn run(
     cfg: ChannelsConfig,
     db_path: PathBuf,
@@ -365,10 +324,7 @@ async fn run(
             let now_ms = now_ms();
             if free > 0 {
                 let lease_ms = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
-                match db
-                    .run(move |c| outbox::claim_due(c, now_ms, lease_ms, free))
-                    .await
-                {
+                match db.claim_due(now_ms, lease_ms, free).await {
                     Ok(claimed) => {
                         for c in claimed {
                             AttemptStarted {
@@ -386,13 +342,10 @@ async fn run(
                 }
             }
             if in_flight.len() < MAX_IN_FLIGHT {
-                next_due_ms = db
-                    .run(|c| outbox::next_due_ms(c))
-                    .await
-                    .unwrap_or_else(|e| {
-                        tracing::error!(error = %e, "reading the outbox failed");
-                        Some(now_ms.saturating_add(duration_ms(DB_RETRY)))
-                    });
+                next_due_ms = db.next_due_ms().await.unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "reading the outbox failed");
+                    Some(now_ms.saturating_add(duration_ms(DB_RETRY)))
+                });
             }
         }
         if stopping && in_flight.is_empty() {
@@ -443,7 +396,8 @@ async fn record(
         ),
         Err(e) if e.retryable && c.attempts < retry.max_attempts => {
             let wait = backoff(retry, c.attempts.saturating_sub(1), fastrand::f64())
-                .max(e.retry_after.unwrap_or_default());
+                // No Retry-After from the receiver: the backoff alone sets the wait.
+                .max(e.retry_after.unwrap_or(Duration::ZERO));
             (
                 Settle::Retry {
                     next_attempt_ms: now_ms().saturating_add(duration_ms(wait)),
@@ -464,10 +418,9 @@ async fn record(
         ),
     };
     let id = c.id;
-    let stored = settle.clone();
     // A failed record is not retried here: the row keeps its lease and is sent again when the
     // lease runs out (a repeat, which the idempotency key absorbs, rather than a loss).
-    if let Err(e) = db.run(move |conn| outbox::settle(conn, id, &stored)).await {
+    if let Err(e) = db.settle(id, settle).await {
         tracing::error!(outbox_id = id, error = %e, "recording a delivery outcome failed");
     }
     match &result {

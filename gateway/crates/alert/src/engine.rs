@@ -146,15 +146,12 @@ impl Engine {
     /// resolved while its condition still holds stays quiet until the condition clears.
     pub fn sync_open(&mut self, open: &[(String, PostId)]) {
         for ((i, post), state) in self.states.iter_mut() {
-            if let KeyState::Firing { latched } = state {
-                let rule = self
-                    .rules
-                    .get(*i)
-                    .map(|r| r.id.as_str())
-                    .unwrap_or_default();
-                if !*latched && !open.iter().any(|(r, p)| r == rule && p == post) {
-                    *latched = true;
-                }
+            // Every state key indexes `self.rules`, which never changes after `new`.
+            let (KeyState::Firing { latched }, Some(rule)) = (state, self.rules.get(*i)) else {
+                continue;
+            };
+            if !*latched && !open.iter().any(|(r, p)| *r == rule.id && p == post) {
+                *latched = true;
             }
         }
         for (rule, post) in open {

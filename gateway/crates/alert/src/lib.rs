@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::{PostId, Quantity};
+use protocol::Quantity;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -27,11 +27,18 @@ use tokio_util::sync::CancellationToken;
 use taza_domain::calendar::{self, LocalDay};
 use taza_domain::pipeline::Committed;
 use taza_domain::registry::Registry;
+use taza_score::config::ScoreConfig;
+use taza_score::{Norms, NormsError};
 use taza_store::admin::AdminWriter;
+use taza_store::alerts;
 use taza_store::StoreError;
 
 /// Capacity of store writer -> alert evaluator. Full policy: block (see the module doc).
 pub const ALERT_CHANNEL_CAPACITY: usize = 1024;
+/// Share of a local day the daily rollup must cover (time-weighted) before its mean may fire a
+/// `daily_mean_above` rule. NOTE: not the scorecard's rule (≥ 18 valid hours of 24,
+/// `data_capture.toml` `day_min_valid_hours`, mean of the valid hourly means).
+const DAILY_MIN_COVERAGE: f64 = 0.75;
 
 /// `[alert]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,9 +77,12 @@ impl Default for AlertConfig {
 /// Why alerting could not start or act.
 #[derive(Debug, thiserror::Error)]
 pub enum AlertError {
-    /// Bad rules.
+    /// Bad rules (an unknown norm name among them, with its rule id).
     #[error(transparent)]
     Rules(#[from] rules::RulesError),
+    /// The norms the rules' thresholds name could not be loaded.
+    #[error("norms for alert thresholds: {0}")]
+    Norms(#[from] NormsError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -131,9 +141,12 @@ pub struct Running {
     pub deliverer: JoinHandle<()>,
 }
 
-/// Starts the evaluator and the delivery worker.
+/// Starts the evaluator and the delivery worker. Rule thresholds that name norms are resolved
+/// against the norms `score` configures (shipped files, `norms_dir`, `limit_set`), once, here.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     cfg: AlertConfig,
+    score: &ScoreConfig,
     db: &Path,
     registry: Registry,
     default_cadence: Duration,
@@ -141,7 +154,8 @@ pub fn spawn(
     mut input: mpsc::Receiver<Arc<Committed>>,
     shutdown: CancellationToken,
 ) -> Result<Running, AlertError> {
-    let rules = rules::load(cfg.rules_file.as_deref())?;
+    let norms = Norms::load_configured(score)?;
+    let rules = rules::load(cfg.rules_file.as_deref(), &norms)?;
     let conn = AdminWriter::open(db)?;
     let (wake_tx, wake_rx) = mpsc::channel(1);
     let shared = Arc::new(Shared {
@@ -218,7 +232,11 @@ pub fn spawn(
                     if day != today && !daily_quantities.is_empty() {
                         let finished = LocalDay::containing(now.offset(-86_400)).label();
                         let qs = daily_quantities.clone();
-                        match conn.run(move |tx| daily_means(tx, &finished, &qs)).await {
+                        let read = conn.run(move |tx| {
+                            let coverage = DAILY_MIN_COVERAGE;
+                            Ok(alerts::covered_daily_means(tx, &finished, &qs, coverage)?)
+                        });
+                        match read.await {
                             Ok(means) => t.extend(engine.on_daily_means(&means, now)),
                             Err(e) => tracing::error!(error = %e, "cannot read yesterday's daily means"),
                         }
@@ -258,28 +276,39 @@ pub fn spawn(
     })
 }
 
-/// Means of local day `day` per (post, quantity) from the daily rollups, for days with at least
-/// 75 % coverage (the daily-alert counterpart of the 18-valid-hours rule).
-fn daily_means(
-    tx: &rusqlite::Transaction<'_>,
-    day: &str,
-    quantities: &[Quantity],
-) -> Result<Vec<(PostId, Quantity, f64)>, StoreError> {
-    let mut out = Vec::new();
-    let mut stmt = tx.prepare_cached(
-        "SELECT post, weighted_sum / covered_s FROM rollup_day
-         WHERE day = ?1 AND quantity = ?2 AND covered_s >= 0.75 * (end_at - start)",
-    )?;
-    for q in quantities {
-        let rows = stmt.query_map(rusqlite::params![day, q.as_str()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?))
-        })?;
-        for row in rows {
-            let (post, mean) = row?;
-            if let Ok(p) = PostId::parse(&post) {
-                out.push((p, *q, mean));
+#[cfg(test)]
+mod tests {
+    /// Non-test source of this crate, file by file (everything before a `#[cfg(test)]`).
+    fn sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && path.file_name().is_some_and(|n| n != "tests.rs")
+            {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let code = text.split("#[cfg(test)]").next().unwrap_or("").to_string();
+                out.push((path.display().to_string(), code));
             }
         }
     }
-    Ok(out)
+
+    #[test]
+    fn no_sql_text_outside_the_store_crate() {
+        let mut files = Vec::new();
+        sources(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        assert!(files.len() > 5, "{files:?}");
+        for (path, code) in files {
+            for sql in ["SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM"] {
+                assert!(
+                    !code.contains(sql),
+                    "{path} holds SQL ({sql:?}): move it to taza-store"
+                );
+            }
+        }
+    }
 }

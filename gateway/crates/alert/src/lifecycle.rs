@@ -5,13 +5,13 @@
 //! (`pending`, the wait for a rule's `for` duration, lives in the engine's memory.)
 
 use protocol::{PostId, UnixSeconds};
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::Transaction;
 
 use super::engine::{FireEvent, Transition};
 use super::route::{Contact, OnCallConfig};
 use super::rules::{Rule, Severity};
 use taza_domain::post::PostEntry;
-use taza_store::alerts::{event, state_of};
+use taza_store::alerts::{self as log, event, state_of, NewAlert};
 pub use taza_store::alerts::{get, list, open_keys, AlertEvent, AlertRow, Outcome};
 use taza_store::outbox::{self, Channel, Notification};
 
@@ -40,14 +40,7 @@ pub fn apply(
         match t {
             Transition::Fire(f) => queued += fire(tx, ctx, f, now)?,
             Transition::Clear { rule, post, at } => {
-                let open: Option<i64> = tx
-                    .query_row(
-                        "SELECT id FROM alerts WHERE rule = ?1 AND post = ?2 AND state != 'resolved'",
-                        params![rule, post.as_str()],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if let Some(id) = open {
+                if let Some(id) = log::open_id(tx, rule, post.as_str())? {
                     queued += close(tx, ctx, id, "rule", *at)?;
                 }
             }
@@ -63,27 +56,20 @@ fn fire(
     now: UnixSeconds,
 ) -> rusqlite::Result<usize> {
     let message = render(ctx, &f.rule, &f.post, f.value, f.threshold, "ru");
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO alerts (rule, post, severity, quantity, state, value, threshold, message, fired_at)
-             VALUES (?1, ?2, ?3, ?4, 'firing', ?5, ?6, ?7, ?8)
-             ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![
-            f.rule,
-            f.post.as_str(),
-            f.severity.as_str(),
-            f.quantity.map(|q| q.as_str()),
-            f.value,
-            f.threshold,
-            message,
-            f.at.0
-        ])?;
-    if inserted == 0 {
+    let new = NewAlert {
+        rule: &f.rule,
+        post: f.post.as_str(),
+        severity: f.severity.as_str(),
+        quantity: f.quantity.map(|q| q.as_str()),
+        value: f.value,
+        threshold: f.threshold,
+        message: &message,
+        fired_at: f.at,
+    };
+    let Some(id) = log::insert_firing(tx, &new)? else {
         // Already open (dedupe per rule and post).
         return Ok(0);
-    }
-    let id = tx.last_insert_rowid();
+    };
     event(
         tx,
         id,
@@ -105,15 +91,8 @@ fn close(
     by: &str,
     at: UnixSeconds,
 ) -> rusqlite::Result<usize> {
-    let level: i64 = tx.query_row(
-        "SELECT escalation_level FROM alerts WHERE id = ?1",
-        [id],
-        |r| r.get(0),
-    )?;
-    tx.execute(
-        "UPDATE alerts SET state = 'resolved', resolved_at = ?2, resolved_by = ?3 WHERE id = ?1",
-        params![id, at.0, by],
-    )?;
+    let level = log::escalation_level(tx, id)?;
+    log::mark_resolved(tx, id, at, by)?;
     event(tx, id, at, "resolved", by, None)?;
     let mut queued = 0;
     for lvl in 1..=u8::try_from(level).unwrap_or(1) {
@@ -132,7 +111,7 @@ pub fn acknowledge(
     match state_of(tx, id)?.as_deref() {
         None => Ok(Outcome::NotFound),
         Some("firing") => {
-            tx.execute("UPDATE alerts SET state = 'acknowledged', acked_at = ?2, acked_by = ?3 WHERE id = ?1", params![id, now.0, by])?;
+            log::mark_acknowledged(tx, id, now, by)?;
             event(tx, id, now, "acknowledged", by, None)?;
             Ok(Outcome::Done)
         }
@@ -167,21 +146,10 @@ pub fn escalate(
 ) -> rusqlite::Result<usize> {
     let after_s = ctx.oncall.escalate_after.as_secs() as i64;
     let top = i64::from(ctx.oncall.top_level());
-    let due: Vec<(i64, i64)> = tx
-        .prepare_cached(
-            "SELECT id, escalation_level FROM alerts
-             WHERE state = 'firing' AND severity = 'critical' AND escalation_level < ?1
-               AND coalesce(escalated_at, fired_at) + ?2 <= ?3",
-        )?
-        .query_map(params![top, after_s, now.0], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
     let mut queued = 0;
-    for (id, level) in due {
+    for (id, level) in log::due_for_escalation(tx, top, after_s, now)? {
         let next = level + 1;
-        tx.execute(
-            "UPDATE alerts SET escalation_level = ?2, escalated_at = ?3 WHERE id = ?1",
-            params![id, next, now.0],
-        )?;
+        log::mark_escalated(tx, id, next, now)?;
         event(
             tx,
             id,
@@ -344,4 +312,195 @@ pub fn render(
         .replace("{threshold}", &format!("{threshold:.1}"))
         .replace("{unit}", unit)
         .replace("{quantity}", quantity)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::FireEvent;
+    use crate::route::Contact;
+    use protocol::Quantity;
+    use taza_domain::post::PostKind;
+
+    const T0: i64 = 1_767_225_600;
+
+    fn contact(name: &str, level: u8) -> Contact {
+        Contact {
+            name: name.into(),
+            level,
+            lang: "en".into(),
+            email: Some(format!("{name}@akimat.kz")),
+            telegram_chat: None,
+            webhook: None,
+            shift: None,
+        }
+    }
+
+    fn fired(rule: &str, severity: Severity) -> Transition {
+        Transition::Fire(FireEvent {
+            rule: rule.into(),
+            post: PostId::parse("air-1").unwrap(),
+            severity,
+            quantity: Some(Quantity::Pm2_5),
+            value: 170.0,
+            threshold: 160.0,
+            at: UnixSeconds(T0),
+        })
+    }
+
+    fn outbox_keys(tx: &Transaction<'_>) -> Vec<String> {
+        let mut keys: Vec<String> = outbox::list(tx, None, 100)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn fire_escalate_and_clear_write_the_alert_its_history_and_each_page_once() {
+        let norms = taza_score::Norms::embedded().unwrap();
+        let rules = crate::rules::load(None, &norms).unwrap();
+        let posts = [PostEntry::new(
+            PostId::parse("air-1").unwrap(),
+            PostKind::Air,
+            "Air one",
+            43.25,
+            76.9,
+        )];
+        let oncall = OnCallConfig {
+            escalate_after: Duration::from_secs(900),
+            contacts: vec![contact("duty", 1), contact("chief", 2)],
+        };
+        let ctx = Context {
+            rules: &rules,
+            posts: &posts,
+            oncall: &oncall,
+            public_url: "http://taza/",
+        };
+        let mut conn = taza_store::schema::in_memory();
+        let tx = conn.transaction().unwrap();
+        let now = UnixSeconds(T0);
+        let fire = [fired("pm2_5_high_pollution", Severity::Critical)];
+        assert_eq!(apply(&tx, &ctx, &fire, now).unwrap(), 1, "level 1 paged");
+        assert_eq!(apply(&tx, &ctx, &fire, now).unwrap(), 0, "deduped");
+        let [alert] = list(&tx, Some("open"), 10).unwrap().try_into().unwrap();
+        assert_eq!(
+            (
+                alert.state.as_str(),
+                alert.threshold,
+                alert.message.as_str()
+            ),
+            (
+                "firing",
+                160.0,
+                "ВЗ Air one: PM2.5 170.0 мкг/м³ — 10 ПДК м.р. и выше"
+            )
+        );
+
+        assert_eq!(escalate(&tx, &ctx, now.offset(899)).unwrap(), 0);
+        assert_eq!(
+            escalate(&tx, &ctx, now.offset(900)).unwrap(),
+            1,
+            "level 2 paged"
+        );
+        assert_eq!(
+            escalate(&tx, &ctx, now.offset(9000)).unwrap(),
+            0,
+            "2 is the top"
+        );
+
+        let clear = [Transition::Clear {
+            rule: "pm2_5_high_pollution".into(),
+            post: PostId::parse("air-1").unwrap(),
+            at: now.offset(1000),
+        }];
+        assert_eq!(
+            apply(&tx, &ctx, &clear, now.offset(1000)).unwrap(),
+            2,
+            "both levels told"
+        );
+        assert_eq!(
+            apply(&tx, &ctx, &clear, now.offset(1000)).unwrap(),
+            0,
+            "nothing open"
+        );
+        let (row, events) = get(&tx, alert.id).unwrap().unwrap();
+        assert_eq!(
+            (
+                row.state.as_str(),
+                row.resolved_by.as_deref(),
+                row.escalation_level
+            ),
+            ("resolved", Some("rule"), 2)
+        );
+        let history: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(history, ["fired", "escalated", "resolved"]);
+        let id = alert.id;
+        assert_eq!(
+            outbox_keys(&tx),
+            [
+                format!("{id}:escalated:2:email:chief@akimat.kz"),
+                format!("{id}:fired:1:email:duty@akimat.kz"),
+                format!("{id}:resolved:1:email:duty@akimat.kz"),
+                format!("{id}:resolved:2:email:chief@akimat.kz"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_person_acknowledges_once_and_resolves_once() {
+        let norms = taza_score::Norms::embedded().unwrap();
+        let rules = crate::rules::load(None, &norms).unwrap();
+        let oncall = OnCallConfig::default();
+        let ctx = Context {
+            rules: &rules,
+            posts: &[],
+            oncall: &oncall,
+            public_url: "http://taza",
+        };
+        let mut conn = taza_store::schema::in_memory();
+        let tx = conn.transaction().unwrap();
+        let now = UnixSeconds(T0);
+        apply(
+            &tx,
+            &ctx,
+            &[fired("pm2_5_one_time_limit", Severity::Warning)],
+            now,
+        )
+        .unwrap();
+        let [alert] = list(&tx, None, 10).unwrap().try_into().unwrap();
+        assert_eq!(
+            acknowledge(&tx, alert.id, "ops", now).unwrap(),
+            Outcome::Done
+        );
+        assert_eq!(
+            acknowledge(&tx, alert.id, "ops", now).unwrap(),
+            Outcome::AlreadyDone
+        );
+        assert_eq!(
+            resolve(&tx, &ctx, alert.id, "ops", now).unwrap(),
+            Outcome::Done
+        );
+        assert_eq!(
+            resolve(&tx, &ctx, alert.id, "ops", now).unwrap(),
+            Outcome::AlreadyDone
+        );
+        assert_eq!(
+            acknowledge(&tx, 999, "ops", now).unwrap(),
+            Outcome::NotFound
+        );
+        let (row, _) = get(&tx, alert.id).unwrap().unwrap();
+        assert_eq!(
+            (
+                row.state.as_str(),
+                row.acked_by.as_deref(),
+                row.resolved_by.as_deref()
+            ),
+            ("resolved", Some("ops"), Some("ops"))
+        );
+    }
 }

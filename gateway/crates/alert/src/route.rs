@@ -88,9 +88,12 @@ impl Shift {
             // An unparsable shift was refused by validation; treat it as always on call.
             return true;
         };
-        let local = DateTime::<Utc>::from_timestamp(at.0, 0)
-            .unwrap_or_default()
-            .with_timezone(&CITY_TZ);
+        let Some(utc) = DateTime::<Utc>::from_timestamp(at.0, 0) else {
+            // Outside chrono's range (±262 000 years): no shift can be judged, so, as for an
+            // unparsable shift, count the contact on call rather than page nobody.
+            return true;
+        };
+        let local = utc.with_timezone(&CITY_TZ);
         let time = local.time();
         let day_ok = |wd: Weekday| {
             self.days.is_empty() || self.days.iter().any(|d| d.eq_ignore_ascii_case(short(wd)))
@@ -229,5 +232,17 @@ mod tests {
         // Saturday 23:00: nobody's shift, so the whole level 1 is told.
         assert_eq!(names("2026-01-03T23:00:00+05:00"), ["aigerim", "daniyar"]);
         assert_eq!(cfg.top_level(), 2);
+    }
+
+    #[test]
+    fn a_time_outside_the_calendar_counts_a_shift_as_on_call_not_as_1970() {
+        let day = Shift {
+            days: vec![],
+            from: "08:00".into(),
+            to: "20:00".into(),
+        };
+        // 1970-01-01T00:00Z is 05:00 in Almaty, outside the shift: the old fallback said no.
+        assert!(!day.covers(UnixSeconds(0)));
+        assert!(day.covers(UnixSeconds(i64::MAX)));
     }
 }

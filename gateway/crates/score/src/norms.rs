@@ -883,6 +883,17 @@ impl Norms {
         Ok(norms)
     }
 
+    /// The norms as `[score]` configures them: the shipped files patched by `norms_dir`, with
+    /// `limit_set` (when set) made the active limit set. Scoring and alerting both load norms
+    /// through this, so a changed limit set moves scores and alert thresholds together.
+    pub fn load_configured(cfg: &crate::config::ScoreConfig) -> Result<Self, NormsError> {
+        let mut norms = Self::load(EMBEDDED, cfg.norms_dir.as_deref())?;
+        if let Some(set) = &cfg.limit_set {
+            norms.select_limit_set(set)?;
+        }
+        Ok(norms)
+    }
+
     /// Makes `name` the active limit set.
     pub fn select_limit_set(&mut self, name: &str) -> Result<(), NormsError> {
         if !self.limit_sets.contains_key(name) {
@@ -1142,6 +1153,23 @@ mod tests {
         assert!((no2.one_time_ug_m3.as_ref().unwrap().value - 200.0).abs() < 1e-9);
         assert_eq!(no2.hazard_class.as_ref().unwrap().value, 2);
         assert!(n.select_limit_set("nope").is_err());
+    }
+
+    #[test]
+    fn configured_limit_set_is_active_and_an_unknown_one_is_refused() {
+        let cfg = crate::config::ScoreConfig {
+            limit_set: Some("kz_dsm70_no2_daily_0_1".into()),
+            ..Default::default()
+        };
+        let n = Norms::load_configured(&cfg).unwrap();
+        assert_eq!(n.active().name, "kz_dsm70_no2_daily_0_1");
+        let n = Norms::load_configured(&crate::config::ScoreConfig::default()).unwrap();
+        assert_eq!(n.active().name, "kz_dsm70");
+        let cfg = crate::config::ScoreConfig {
+            limit_set: Some("nope".into()),
+            ..Default::default()
+        };
+        assert!(Norms::load_configured(&cfg).is_err());
     }
 
     #[test]

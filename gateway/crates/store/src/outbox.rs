@@ -11,10 +11,15 @@
 //! a crash at any point leaves it `pending` and it is sent again. Every channel carries the row's
 //! idempotency key so a receiver can drop that repeat (see [`super::channels`]).
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
 use protocol::UnixSeconds;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
 
 /// The table. Times ending in `_ms` are Unix milliseconds (retries in tests are 100 ms apart);
 /// `created_at`/`delivered_at` are Unix seconds like every other `_at` column in the store.
@@ -400,4 +405,65 @@ pub fn settle(conn: &Connection, id: i64, outcome: &Settle) -> rusqlite::Result<
         ),
     }
     .map(drop)
+}
+
+/// The delivery worker's write connection (the pragmas of [`crate::open_connection`]), used on
+/// the blocking pool: the worker's every outbox step as one async call.
+#[derive(Clone)]
+pub struct DeliveryDb(Arc<Mutex<Connection>>);
+
+impl std::fmt::Debug for DeliveryDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryDb").finish_non_exhaustive()
+    }
+}
+
+impl DeliveryDb {
+    /// Opens the database at `path` and releases the leases a dead process left
+    /// ([`release_stale_leases`]): call once per worker start.
+    pub async fn open(path: PathBuf) -> Result<Self, StoreError> {
+        tokio::task::spawn_blocking(move || {
+            let conn = crate::open_connection(&path)?;
+            release_stale_leases(&conn)?;
+            Ok(Self(Arc::new(Mutex::new(conn))))
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| StoreError::Task("outbox connection poisoned".into()))?;
+            Ok(f(&mut conn)?)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// [`claim_due`] on the blocking pool.
+    pub async fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.run(move |c| claim_due(c, now_ms, lease_ms, limit))
+            .await
+    }
+
+    /// [`next_due_ms`] on the blocking pool.
+    pub async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.run(|c| next_due_ms(c)).await
+    }
+
+    /// [`settle`] on the blocking pool.
+    pub async fn settle(&self, id: i64, outcome: Settle) -> Result<(), StoreError> {
+        self.run(move |c| settle(c, id, &outcome)).await
+    }
 }

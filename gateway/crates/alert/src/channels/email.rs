@@ -56,12 +56,14 @@ impl EmailSender {
             .tls(tls)
             .timeout(Some(ATTEMPT_TIMEOUT));
         if let Some(user) = &cfg.username {
-            let password = cfg
-                .password
-                .as_ref()
-                .map(|p| p.expose().to_string())
-                .unwrap_or_default();
-            builder = builder.credentials(Credentials::new(user.clone(), password));
+            // A missing password is a config mistake, not an empty password to try on the relay.
+            let password = cfg.password.as_ref().ok_or_else(|| {
+                BuildError::Smtp("alert.channels.email: username without password".into())
+            })?;
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose().to_string(),
+            ));
         }
         Ok(Self {
             transport: builder.build(),
@@ -133,6 +135,28 @@ mod tests {
         assert_eq!(
             message_id("abc"),
             "<ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad@taza>"
+        );
+    }
+
+    #[test]
+    fn a_username_without_a_password_is_refused_not_sent_with_an_empty_one() {
+        let cfg = EmailConfig {
+            host: "127.0.0.1".into(),
+            port: 25,
+            tls: SmtpTls::None,
+            username: Some("taza".into()),
+            password: None,
+            from: "alerts@example.kz".into(),
+        };
+        let e = EmailSender::new(&cfg).err().expect("refused");
+        assert!(e.to_string().contains("username without password"), "{e}");
+        let channels = super::super::ChannelsConfig {
+            email: Some(cfg),
+            ..Default::default()
+        };
+        assert_eq!(
+            channels.validate(),
+            ["alert.channels.email: username without password"]
         );
     }
 }

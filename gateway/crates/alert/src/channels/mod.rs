@@ -78,6 +78,9 @@ impl ChannelsConfig {
             if e.password.is_some() && e.username.is_none() {
                 problems.push("alert.channels.email: password without username".into());
             }
+            if e.username.is_some() && e.password.is_none() {
+                problems.push("alert.channels.email: username without password".into());
+            }
             if e.tls == SmtpTls::None && e.password.is_some() {
                 problems.push(
                     "alert.channels.email: tls = \"none\" would send the password in clear text"

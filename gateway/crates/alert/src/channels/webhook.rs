@@ -36,8 +36,8 @@ pub fn body(n: &Notification) -> Vec<u8> {
         }
         other => serde_json::json!({ "data": other, "idempotency_key": n.key }),
     };
-    // Serializing a Value cannot fail; the fallback is never taken.
-    serde_json::to_vec(&value).unwrap_or_default()
+    // `Value`'s Display is its compact JSON (the bytes `to_vec` gives) and cannot fail.
+    value.to_string().into_bytes()
 }
 
 /// `sha256=<lower-case hex of HMAC-SHA256(secret, body)>`.
@@ -85,15 +85,16 @@ pub async fn send(
         return Ok(());
     }
     let retry_after = retry_after(response.headers());
-    let text = response.bytes().await.unwrap_or_default();
-    let quoted = String::from_utf8_lossy(text.get(..MAX_QUOTED_BODY_BYTES).unwrap_or(&text));
+    // The status decides; the answer is only quoted, and a body that breaks off is said so.
+    let quoted = match response.bytes().await {
+        Ok(text) => String::from_utf8_lossy(text.get(..MAX_QUOTED_BODY_BYTES).unwrap_or(&text))
+            .trim()
+            .to_string(),
+        Err(e) => format!("(answer unreadable: {})", error_chain(&e.without_url())),
+    };
     let mut err = SendError::from_http_status(
         status,
-        format!(
-            "webhook {:?} answered {status}: {}",
-            hook.name,
-            quoted.trim()
-        ),
+        format!("webhook {:?} answered {status}: {quoted}", hook.name),
     );
     err.retry_after = retry_after;
     Err(err)
@@ -175,6 +176,59 @@ mod tests {
         assert_eq!(
             b,
             serde_json::json!({"data": [1, 2], "idempotency_key": "7:fired:webhook:ops"})
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_breaks_off_is_reported_not_quoted_as_empty() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            // Read the whole request (headers, then Content-Length bytes) before answering.
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    if req.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            // 503 promising 100 bytes, then 5 and a close.
+            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 100\r\n\r\nshort")
+                .await
+                .unwrap();
+        });
+        let hook = WebhookConfig {
+            name: "ops".into(),
+            url,
+            secret: taza_domain::secret::SecretString::new("s"),
+        };
+        let e = send(
+            &reqwest::Client::new(),
+            &hook,
+            &note(serde_json::json!({})),
+            UnixSeconds(0),
+        )
+        .await
+        .unwrap_err();
+        server.await.unwrap();
+        assert!(e.retryable, "{e}");
+        assert!(
+            e.detail.starts_with(
+                "webhook \"ops\" answered 503 Service Unavailable: (answer unreadable:"
+            ),
+            "{}",
+            e.detail
         );
     }
 

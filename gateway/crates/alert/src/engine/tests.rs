@@ -21,14 +21,23 @@ fn post(id: &str, kind: PostKind) -> PostEntry {
     }
 }
 
+fn posts() -> Vec<PostEntry> {
+    vec![
+        post("air-1", PostKind::Air),
+        post("river-1", PostKind::River),
+    ]
+}
+
 fn engine() -> Engine {
-    let rules = rules::load(None).unwrap();
+    engine_with(&taza_score::Norms::embedded().unwrap())
+}
+
+/// The shipped rules resolved against `norms`.
+fn engine_with(norms: &taza_score::Norms) -> Engine {
+    let rules = rules::load(None, norms).unwrap();
     Engine::new(
         rules,
-        &[
-            post("air-1", PostKind::Air),
-            post("river-1", PostKind::River),
-        ],
+        &posts(),
         Duration::from_secs(60),
         Duration::from_secs(30 * 60),
         UnixSeconds(T0),
@@ -254,4 +263,53 @@ fn a_daily_mean_above_35_fires_once_and_the_next_clean_day_clears_it() {
         e.on_daily_means(&day(20.0), now).as_slice(),
         [Transition::Clear { .. }]
     ));
+}
+
+#[test]
+fn a_changed_one_time_limit_moves_the_alert_and_its_message_shows_the_limit_in_force() {
+    // A department norms folder setting ПДК м.р. PM2.5 to 0.1 mg/m³ (100 µg/m³).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("air.toml"),
+        "[limit_sets.kz_dsm70.substances.pm2_5.one_time_mg_m3]\nvalue = 0.1\n",
+    )
+    .unwrap();
+    let norms = taza_score::Norms::load_configured(&taza_score::config::ScoreConfig {
+        norms_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    // 120 µg/m³ is below the shipped 160 but above 100: it fires only under the department's.
+    assert!(feed(&mut engine(), "air-1", Quantity::Pm2_5, T0, &[120.0; 20]).is_empty());
+    let mut e = engine_with(&norms);
+    let mut fired = Vec::new();
+    for k in 0..15 {
+        let at = T0 + k * MIN;
+        fired.extend(e.on_readings(
+            &id("air-1"),
+            &[r(Quantity::Pm2_5, 120.0, at)],
+            UnixSeconds(at),
+        ));
+    }
+    let [Transition::Fire(f)] = fired.as_slice() else {
+        panic!("{fired:?}")
+    };
+    assert_eq!(
+        (f.rule.as_str(), f.threshold),
+        ("pm2_5_one_time_limit", 100.0)
+    );
+    let oncall = crate::route::OnCallConfig::default();
+    let ctx = crate::lifecycle::Context {
+        rules: e.rules(),
+        posts: &posts(),
+        oncall: &oncall,
+        public_url: "http://taza",
+    };
+    assert_eq!(
+        crate::lifecycle::render(&ctx, &f.rule, &f.post, f.value, f.threshold, "en"),
+        "air-1: PM2.5 120.0 µg/m³ (20-min mean) above the one-time limit 100.0 µg/m³"
+    );
+    // The 87.5 % clear threshold (87.5 µg/m³) moved with it.
+    let got = feed(&mut e, "air-1", Quantity::Pm2_5, T0 + 15 * MIN, &[50.0; 20]);
+    assert_eq!(got, ["clear:pm2_5_one_time_limit"]);
 }
