@@ -3,6 +3,7 @@
 //! as the API; the actor is `cli:$USER` unless `--actor` says otherwise.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -12,8 +13,11 @@ use taza_domain::credentials::PasswordHash;
 use taza_domain::post::{Instrument, LinearFit, No2Cell, PostEntry, PostKind};
 use taza_gateway::config::Config;
 use taza_ingest::config::BrokerUrl;
-use taza_registry::manage;
-use taza_store::registry as table;
+use taza_registry::commission::{Lang, PlausibleRanges};
+use taza_registry::service::{RegistryService, RegistrySettings};
+
+/// Audit rows `gateway posts audit` prints, the newest.
+const AUDIT_ROWS: usize = 10_000;
 
 #[derive(Debug, Subcommand)]
 pub enum PostsCommand {
@@ -56,7 +60,7 @@ pub enum PostsCommand {
         json: bool,
         /// Language of the report: ru, kk or en [default: from $LANG, else en].
         #[arg(long, value_parser = parse_lang)]
-        lang: Option<taza_registry::commission::Lang>,
+        lang: Option<Lang>,
     },
     /// Write Mosquitto's password file and ACL from the registry (reload Mosquitto afterwards).
     BrokerAuth {
@@ -126,24 +130,20 @@ pub struct AddArgs {
     replace: bool,
 }
 
-fn parse_lang(s: &str) -> Result<taza_registry::commission::Lang, String> {
-    taza_registry::commission::Lang::parse(s).ok_or_else(|| "ru, kk or en".into())
+fn parse_lang(s: &str) -> Result<Lang, String> {
+    Lang::parse(s).ok_or_else(|| "ru, kk or en".into())
 }
 
 /// The terminal's language when it is one the report speaks (`LANG=ru_KZ.UTF-8`), else English.
-fn terminal_lang() -> taza_registry::commission::Lang {
+fn terminal_lang() -> Lang {
     std::env::var("LANG")
         .ok()
-        .and_then(|l| l.get(..2).and_then(taza_registry::commission::Lang::parse))
-        .unwrap_or(taza_registry::commission::Lang::En)
+        .and_then(|l| l.get(..2).and_then(Lang::parse))
+        .unwrap_or(Lang::En)
 }
 
 fn parse_kind(s: &str) -> Result<PostKind, String> {
-    match s {
-        "air" => Ok(PostKind::Air),
-        "river" => Ok(PostKind::River),
-        _ => Err("air or river".into()),
-    }
+    s.parse().map_err(|_| "air or river".into())
 }
 
 fn quantity(s: &str) -> Result<Quantity, String> {
@@ -272,6 +272,30 @@ fn parse_post(raw: &str) -> anyhow::Result<PostId> {
     PostId::parse(raw).map_err(|e| anyhow::anyhow!("post id {raw:?}: {e:?}"))
 }
 
+/// How a command ended, besides failing.
+#[derive(Debug, PartialEq, Eq)]
+enum Exit {
+    Done,
+    /// Commissioning found a failed check: exit 1.
+    ChecksFailed,
+}
+
+/// The registry service on the store in the data dir (created and migrated first, as at start).
+fn service(config: &Config) -> anyhow::Result<RegistryService> {
+    drop(taza_store::open_writer(&config.store)?);
+    let db = taza_store::db_path(&config.store);
+    Ok(RegistryService::new(
+        taza_store::admin::AdminWriter::open(&db)?,
+        taza_store::ReadPool::new(&db),
+        RegistrySettings {
+            default_cadence: config.store.default_cadence,
+            topic_prefix: config.mqtt.topic_prefix.clone(),
+            post_broker: taza_registry::provision::post_broker(&config.provision, &config.mqtt),
+            ranges: Arc::new(PlausibleRanges::shipped().map_err(anyhow::Error::msg)?),
+        },
+    ))
+}
+
 /// Runs one `gateway posts` command.
 pub fn run(
     config: &Config,
@@ -279,56 +303,60 @@ pub fn run(
     actor_flag: Option<String>,
 ) -> anyhow::Result<()> {
     let actor = actor(actor_flag);
-    let cadence = config.store.default_cadence;
-    let mut conn = taza_store::open_writer(&config.store)?;
-    // Config-file posts are in the registry before anything else looks at it, as at start.
-    {
-        let tx = conn.transaction()?;
-        manage::apply_config_posts(&tx, &config.posts, cadence)?;
-        tx.commit()?;
+    let service = service(config)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let exit = runtime.block_on(async {
+        // Config-file posts are in the registry before anything else looks at it, as at start.
+        service.apply_config_posts(config.posts.clone()).await?;
+        execute(&service, config, command, &actor).await
+    })?;
+    if exit == Exit::ChecksFailed {
+        std::process::exit(1);
     }
+    Ok(())
+}
+
+async fn execute(
+    service: &RegistryService,
+    config: &Config,
+    command: PostsCommand,
+    actor: &str,
+) -> anyhow::Result<Exit> {
     match command {
-        PostsCommand::List { all } => list(&conn, config, all),
+        PostsCommand::List { all } => list(service, all).await?,
         PostsCommand::Show { post } => {
             let id = parse_post(&post)?;
-            let record = table::get(&conn, &id)?.with_context(|| format!("no post {id}"))?;
-            let trail = table::audit_trail(&conn, Some(&id), 200)?;
+            let found = service
+                .show(id.clone())
+                .await?
+                .with_context(|| format!("no post {id}"))?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(
-                    &serde_json::json!({ "post": record, "audit": trail })
+                    &serde_json::json!({ "post": found.record, "audit": found.audit })
                 )?
             );
-            Ok(())
         }
         PostsCommand::Add(args) => {
             let (entry, replace) = args.entry()?;
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let (id, name) = (entry.id.clone(), entry.name.clone());
             if replace {
-                manage::replace(&tx, &entry, &actor, cadence)?;
+                service.replace(entry, actor).await?;
             } else {
-                manage::add(&tx, &entry, &actor, cadence)?;
+                service.add(entry, actor).await?;
             }
-            tx.commit()?;
             println!(
-                "{} {} ({}). Next: gateway posts provision {}",
+                "{} {id} ({name}). Next: gateway posts provision {id}",
                 if replace { "changed" } else { "added" },
-                entry.id,
-                entry.name,
-                entry.id
             );
-            Ok(())
         }
         PostsCommand::Retire { post, reason } => {
             let id = parse_post(&post)?;
             if reason.trim().is_empty() {
                 bail!("say why the post is retired (--reason)");
             }
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            manage::retire(&tx, &id, &actor, reason.trim())?;
-            tx.commit()?;
+            service.retire(id.clone(), actor, &reason).await?;
             println!("retired {id}: its credentials are deleted and its readings refused. With an external Mosquitto, rerun `gateway posts broker-auth` and reload it.");
-            Ok(())
         }
         PostsCommand::Provision {
             post,
@@ -336,23 +364,17 @@ pub fn run(
             post_broker,
         } => {
             let id = parse_post(&post)?;
-            let broker = post_broker.unwrap_or_else(|| {
-                taza_registry::provision::post_broker(&config.provision, &config.mqtt)
-            });
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let done = taza_registry::provision::provision(
-                &tx,
-                &id,
-                &actor,
-                &broker,
-                &config.mqtt.topic_prefix,
-                cadence,
-            )?;
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let path = out.join(format!("{id}.taza-device.bin"));
-            write_private(&path, &done.blob)?;
+            let blob_path = path.clone();
             // Only after the blob is safely on disk do the new credentials replace the old ones.
-            tx.commit()?;
+            let done = service
+                .provision(id.clone(), actor, post_broker, move |done| {
+                    std::fs::create_dir_all(&out)
+                        .with_context(|| format!("creating {}", out.display()))?;
+                    write_private(&blob_path, &done.blob)?;
+                    Ok(())
+                })
+                .await?;
             println!("provisioned {id}");
             println!("  device config: {} ({} bytes; holds the post's password: flash it, then delete it)", path.display(), done.blob.len());
             println!("  config hash:   {:08x}", done.config_hash);
@@ -363,7 +385,6 @@ pub fn run(
             if config.mqtt.broker.is_some() {
                 println!("External broker: rerun `gateway posts broker-auth` and reload Mosquitto so it knows the new password.");
             }
-            Ok(())
         }
         PostsCommand::Commission {
             post,
@@ -372,9 +393,19 @@ pub fn run(
             lang,
         } => {
             let id = parse_post(&post)?;
-            drop(conn);
             let lang = lang.unwrap_or_else(terminal_lang);
-            commission(config, &id, wait, json, lang, &actor)
+            let post = service.start_commissioning(id.clone()).await?;
+            let wait = wait.unwrap_or_else(|| post.default_wait());
+            eprintln!("waiting up to {} s for {id}...", wait.as_secs());
+            let report = service.commission(post, wait, lang, actor).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            if !report.passed {
+                return Ok(Exit::ChecksFailed);
+            }
         }
         PostsCommand::BrokerAuth {
             password_file,
@@ -388,13 +419,13 @@ pub fn run(
             if secret.is_empty() {
                 bail!("{} is empty", gateway_password_file.display());
             }
-            if PostId::parse(&gateway_user).is_ok()
-                && table::get(&conn, &parse_post(&gateway_user)?)?.is_some()
-            {
-                bail!("the gateway user {gateway_user:?} is also a post id");
+            if let Ok(user) = PostId::parse(&gateway_user) {
+                if service.is_registered(user).await? {
+                    bail!("the gateway user {gateway_user:?} is also a post id");
+                }
             }
             let hash = PasswordHash::new(secret)?;
-            let posts = table::credentials(&conn)?;
+            let posts = service.credentials().await?;
             // Readable by all, as mosquitto_passwd leaves it: Mosquitto reads it after dropping
             // to its own user (uid 1883 in the container), and it holds only salted PBKDF2
             // hashes of random passwords. On a shared host chown it to Mosquitto and chmod 0640.
@@ -420,19 +451,18 @@ pub fn run(
                 posts.len(),
                 acl_file.display()
             );
-            Ok(())
         }
         PostsCommand::Audit { post } => {
             let id = post.as_deref().map(parse_post).transpose()?;
-            for a in table::audit_trail(&conn, id.as_ref(), 10_000)? {
+            for a in service.audit(id, AUDIT_ROWS).await? {
                 println!(
                     "{}  {:<22} {:<12} {:<11} {}",
                     a.at, a.actor, a.post, a.action, a.detail
                 );
             }
-            Ok(())
         }
     }
+    Ok(Exit::Done)
 }
 
 /// Writes a file only its owner can read (it holds a password or password hashes).
@@ -450,15 +480,14 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list(conn: &rusqlite::Connection, config: &Config, all: bool) -> anyhow::Result<()> {
-    let posts = taza_store::read::posts(conn)?;
-    let records = table::all(conn)?;
+async fn list(service: &RegistryService, all: bool) -> anyhow::Result<()> {
     println!(
         "{:<16} {:<6} {:<9} {:<9} {:<12} {:<11} NAME",
         "POST", "KIND", "STATE", "CONFIG", "FIRMWARE", "CREDENTIALS"
     );
-    for p in posts {
-        let Some(rec) = records.iter().find(|r| r.entry.id.as_str() == p.id) else {
+    for view in service.list().await? {
+        let p = &view.summary;
+        let Some(rec) = &view.record else {
             continue;
         };
         if !rec.active() && !all {
@@ -470,18 +499,10 @@ fn list(conn: &rusqlite::Connection, config: &Config, all: bool) -> anyhow::Resu
             (Some(_), true) => "offline",
             (None, true) => "never",
         };
-        let desired =
-            taza_registry::config_push::desired_hash(&rec.entry, config.store.default_cadence);
-        let config_state = match desired.filter(|_| rec.active()) {
-            Some(d) => {
-                taza_store::read::ConfigState::compare(
-                    d,
-                    p.status.as_ref().and_then(|s| s.config_hash),
-                )
-                .state
-            }
-            None if rec.active() => "invalid",
-            None => "-",
+        let config_state = match (&p.config, rec.active()) {
+            (_, false) => "-",
+            (Some(c), true) => c.state,
+            (None, true) => "invalid",
         };
         println!(
             "{:<16} {:<6} {:<9} {:<9} {:<12} {:<11} {}",
@@ -500,62 +521,6 @@ fn list(conn: &rusqlite::Connection, config: &Config, all: bool) -> anyhow::Resu
             },
             p.name
         );
-    }
-    Ok(())
-}
-
-fn commission(
-    config: &Config,
-    id: &PostId,
-    wait: Option<Duration>,
-    json: bool,
-    lang: taza_registry::commission::Lang,
-    actor: &str,
-) -> anyhow::Result<()> {
-    let db = taza_store::db_path(&config.store);
-    let pool = taza_store::ReadPool::new(&db);
-    let mut conn = taza_store::open_writer(&config.store)?;
-    let record = table::get(&conn, id)?
-        .filter(|r| r.active())
-        .with_context(|| format!("post {id} is not in service"))?;
-    let cadence = record.entry.cadence.unwrap_or(config.store.default_cadence);
-    let desired =
-        taza_registry::provision::desired_config(&record.entry, config.store.default_cadence)?
-            .hash();
-    let wait = wait.unwrap_or_else(|| taza_registry::commission::default_wait(cadence));
-    let ranges = std::sync::Arc::new(
-        taza_registry::commission::PlausibleRanges::shipped().map_err(anyhow::Error::msg)?,
-    );
-    eprintln!("waiting up to {} s for {id}...", wait.as_secs());
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let report = runtime.block_on(taza_registry::commission::run(
-        pool,
-        record.entry,
-        desired,
-        cadence,
-        wait,
-        ranges,
-        lang,
-    ))?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    table::audit(
-        &tx,
-        actor,
-        id,
-        "commission",
-        &serde_json::json!({
-            "passed": report.passed,
-            "failed": report.failures().map(|c| c.name.clone()).collect::<Vec<_>>(),
-        }),
-    )?;
-    tx.commit()?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.to_text());
-    }
-    if !report.passed {
-        std::process::exit(1);
     }
     Ok(())
 }

@@ -14,10 +14,11 @@ use serde::Deserialize;
 
 use super::{bad_query, post_id, ApiError, AppState, Caller, Role};
 use taza_domain::post::PostEntry;
-use taza_registry::manage::{self, RegistryError};
-use taza_registry::provision::ProvisionError;
-use taza_store::read::{self, ConfigState, PostSummary};
-use taza_store::registry as table;
+use taza_registry::commission::Lang;
+use taza_registry::manage::RegistryError;
+use taza_registry::service::{RegistryService, RegistrySettings, ServiceError};
+use taza_store::read::PostSummary;
+use taza_store::registry::AuditEntry;
 
 /// What provisioning and commissioning through the API need besides the store.
 #[derive(Debug, Clone)]
@@ -32,8 +33,22 @@ pub struct TechnicianContext {
     pub ranges: std::sync::Arc<taza_registry::commission::PlausibleRanges>,
 }
 
+impl TechnicianContext {
+    /// The registry service's settings.
+    pub fn settings(&self) -> RegistrySettings {
+        RegistrySettings {
+            default_cadence: self.default_cadence,
+            topic_prefix: self.topic_prefix.clone(),
+            post_broker: self.broker.clone(),
+            ranges: self.ranges.clone(),
+        }
+    }
+}
+
 /// Longest a commissioning request may wait.
 const MAX_COMMISSION_WAIT: Duration = Duration::from_secs(600);
+/// Rows `/api/v1/registry/audit` returns, the newest.
+const AUDIT_ROWS: usize = 1000;
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
@@ -49,35 +64,30 @@ impl From<RegistryError> for ApiError {
     }
 }
 
-impl From<ProvisionError> for ApiError {
-    fn from(e: ProvisionError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            ProvisionError::Registry(r) => r.into(),
-            ProvisionError::Config { .. } => ApiError::BadRequest(e.to_string()),
+            ServiceError::Registry(r) => r.into(),
+            ServiceError::Config { .. } => ApiError::BadRequest(e.to_string()),
+            ServiceError::NotInService(_) => ApiError::NotFound(e.to_string()),
+            // The API runs no step of its own inside a transaction; should one fail, it is ours.
+            ServiceError::Step(step) => {
+                ApiError::Store(taza_store::StoreError::Task(step.to_string()))
+            }
         }
     }
 }
 
+/// The registry service on this gateway's store, keeping its in-memory registry in step.
+fn service(s: &AppState) -> RegistryService {
+    RegistryService::new(s.admin.clone(), s.pool.clone(), s.technician.settings())
+        .with_running(s.registry.clone())
+}
+
 /// Every post with its status and whether it runs the config the registry wants.
 pub(super) async fn list(State(s): State<AppState>) -> Result<Json<Vec<PostSummary>>, ApiError> {
-    let mut posts = s.pool.run(read::posts).await?;
-    let cadence = s.registry.default_cadence();
-    for p in &mut posts {
-        let Ok(id) = protocol::PostId::parse(&p.id) else {
-            continue;
-        };
-        if let Some(desired) = s
-            .registry
-            .get(&id)
-            .and_then(|e| taza_registry::config_push::desired_hash(&e, cadence))
-        {
-            p.config = Some(ConfigState::compare(
-                desired,
-                p.status.as_ref().and_then(|st| st.config_hash),
-            ));
-        }
-    }
-    Ok(Json(posts))
+    let posts = service(&s).list().await?;
+    Ok(Json(posts.into_iter().map(|p| p.summary).collect()))
 }
 
 /// A post's record (retired ones too) and its audit trail.
@@ -86,16 +96,13 @@ pub(super) async fn show(
     Path(raw): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = post_id(&raw)?;
-    let found = s
-        .pool
-        .run(move |c| {
-            let rec = table::get(c, &id)?;
-            let trail = table::audit_trail(c, Some(&id), 200)?;
-            Ok(rec.map(|r| (r, trail)))
-        })
-        .await?;
-    let (record, audit) = found.ok_or_else(|| ApiError::NotFound(format!("no post {raw:?}")))?;
-    Ok(Json(serde_json::json!({ "post": record, "audit": audit })))
+    let found = service(&s)
+        .show(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no post {raw:?}")))?;
+    Ok(Json(
+        serde_json::json!({ "post": found.record, "audit": found.audit }),
+    ))
 }
 
 /// Registers a post (body: the same fields as `[[posts]]` in the config file, as JSON).
@@ -105,14 +112,8 @@ pub(super) async fn add(
     Json(entry): Json<PostEntry>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     caller.require(Role::Admin)?;
-    let actor = format!("token:{}", caller.name);
-    let cadence = s.registry.default_cadence();
     let id = entry.id.clone();
-    s.admin
-        .run_checked(move |tx| manage::add(tx, &entry, &actor, cadence))
-        .await
-        .map_err(ApiError::from)?;
-    refresh(&s).await;
+    service(&s).add(entry, &actor(&caller)).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "post": id.as_str(), "added": true })),
@@ -134,13 +135,7 @@ pub(super) async fn replace(
             entry.id
         )));
     }
-    let actor = format!("token:{}", caller.name);
-    let cadence = s.registry.default_cadence();
-    s.admin
-        .run_checked(move |tx| manage::replace(tx, &entry, &actor, cadence))
-        .await
-        .map_err(ApiError::from)?;
-    refresh(&s).await;
+    service(&s).replace(entry, &actor(&caller)).await?;
     Ok(Json(
         serde_json::json!({ "post": id.as_str(), "replaced": true }),
     ))
@@ -166,13 +161,9 @@ pub(super) async fn retire(
             "say why the post is retired (reason)".into(),
         ));
     }
-    let actor = format!("token:{}", caller.name);
-    let post = id.clone();
-    s.admin
-        .run_checked(move |tx| manage::retire(tx, &post, &actor, body.reason.trim()))
-        .await
-        .map_err(ApiError::from)?;
-    refresh(&s).await;
+    service(&s)
+        .retire(id.clone(), &actor(&caller), &body.reason)
+        .await?;
     Ok(Json(
         serde_json::json!({ "post": id.as_str(), "retired": true }),
     ))
@@ -187,23 +178,9 @@ pub(super) async fn provision(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
     let id = post_id(&raw)?;
-    let actor = format!("token:{}", caller.name);
-    let target = s.technician.clone();
-    let done = s
-        .admin
-        .run_checked(move |tx| {
-            taza_registry::provision::provision(
-                tx,
-                &id,
-                &actor,
-                &target.broker,
-                &target.topic_prefix,
-                target.default_cadence,
-            )
-        })
-        .await
-        .map_err(ApiError::from)?;
-    refresh(&s).await;
+    let done = service(&s)
+        .provision(id, &actor(&caller), None, |_| Ok(()))
+        .await?;
     let body = serde_json::json!({
         "post": done.post.as_str(),
         "config_hash": format!("{:08x}", done.config_hash),
@@ -236,43 +213,21 @@ pub(super) async fn commission(
     let Query(q) = q.map_err(bad_query)?;
     let id = post_id(&raw)?;
     let lang = match q.lang.as_deref() {
-        None | Some("") => taza_registry::commission::Lang::En,
-        Some(l) => taza_registry::commission::Lang::parse(l)
+        None | Some("") => Lang::En,
+        Some(l) => Lang::parse(l)
             .ok_or_else(|| ApiError::BadRequest(format!("lang must be ru, kk or en, not {l:?}")))?,
     };
-    let entry = s
-        .registry
-        .get(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("post {id} is not in service")))?;
-    let cadence = entry.cadence.unwrap_or(s.registry.default_cadence());
+    let registry = service(&s);
+    let post = registry.start_commissioning(id).await?;
     let wait = match q.wait.as_deref() {
         Some(w) => {
             humantime::parse_duration(w).map_err(|e| ApiError::BadRequest(format!("wait: {e}")))?
         }
-        None => taza_registry::commission::default_wait(cadence),
+        None => post.default_wait(),
     }
     .min(MAX_COMMISSION_WAIT);
-    let desired = taza_registry::provision::desired_config(&entry, s.registry.default_cadence())
-        .map_err(ApiError::from)?
-        .hash();
-    let report = taza_registry::commission::run(
-        s.pool.clone(),
-        entry,
-        desired,
-        cadence,
-        wait,
-        s.technician.ranges.clone(),
-        lang,
-    )
-    .await?;
-    let actor = format!("token:{}", caller.name);
-    let summary = serde_json::json!({
-        "passed": report.passed,
-        "failed": report.failures().map(|c| c.name.clone()).collect::<Vec<_>>(),
-    });
-    let post = report.post.clone();
-    s.admin
-        .run(move |tx| table::audit(tx, &actor, &post, "commission", &summary))
+    let report = registry
+        .commission(post, wait, lang, &actor(&caller))
         .await?;
     if q.format.as_deref() == Some("text") {
         return Ok((
@@ -285,23 +240,11 @@ pub(super) async fn commission(
 }
 
 /// The audit trail of every post, newest last.
-pub(super) async fn audit(
-    State(s): State<AppState>,
-) -> Result<Json<Vec<table::AuditEntry>>, ApiError> {
-    Ok(Json(
-        s.pool.run(|c| table::audit_trail(c, None, 1000)).await?,
-    ))
+pub(super) async fn audit(State(s): State<AppState>) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    Ok(Json(service(&s).audit(None, AUDIT_ROWS).await?))
 }
 
-/// Brings the in-memory registry up to date at once (the periodic refresh would in 2 s), so the
-/// caller's next request already sees its change.
-async fn refresh(s: &AppState) {
-    let r = s.registry.clone();
-    if let Err(e) = s
-        .pool
-        .run(move |c| taza_registry::refresh::reload_if_changed(&r, c))
-        .await
-    {
-        tracing::warn!(error = %e, "cannot reload the registry after a change");
-    }
+/// Who the audit trail names for `caller`.
+fn actor(caller: &Caller) -> String {
+    format!("token:{}", caller.name)
 }

@@ -19,12 +19,38 @@ pub enum PostKind {
 }
 
 impl PostKind {
-    /// `air` or `river`.
+    /// Every kind.
+    pub const ALL: [Self; 2] = [Self::Air, Self::River];
+
+    /// `air` or `river`: the one spelling config files, the store, the API and the CLI use.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Air => "air",
             Self::River => "river",
         }
+    }
+}
+
+impl std::fmt::Display for PostKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A post kind that is neither `air` nor `river`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown post kind {0:?} (air or river)")]
+pub struct UnknownPostKind(pub String);
+
+impl std::str::FromStr for PostKind {
+    type Err = UnknownPostKind;
+
+    /// The inverse of [`PostKind::as_str`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownPostKind(s.to_string()))
     }
 }
 
@@ -242,5 +268,27 @@ impl PostEntry {
             _ => {}
         }
         problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_post_kind_parses_from_what_it_displays_and_serialises_as() {
+        for kind in PostKind::ALL {
+            assert_eq!(kind.to_string().parse::<PostKind>(), Ok(kind));
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::Value::String(kind.as_str().into())
+            );
+        }
+        assert_eq!(
+            "lake".parse::<PostKind>(),
+            Err(UnknownPostKind("lake".into()))
+        );
+        assert!("Air".parse::<PostKind>().is_err(), "spelling is exact");
     }
 }

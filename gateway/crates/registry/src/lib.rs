@@ -13,3 +13,4 @@ pub mod manage;
 pub mod mosquitto;
 pub mod provision;
 pub mod refresh;
+pub mod service;

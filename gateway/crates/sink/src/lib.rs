@@ -377,11 +377,12 @@ impl InfluxClient {
         if status.is_success() {
             return WriteOutcome::Accepted;
         }
-        // InfluxDB's error body is JSON {code, message}; keep a short prefix for the log.
+        // InfluxDB's error body is JSON {code, message}; keep a short prefix for the log. The
+        // status decides the outcome; a body that breaks off is said so, not logged as empty.
         let text: String = resp
             .text()
             .await
-            .unwrap_or_default()
+            .unwrap_or_else(|e| format!("(body unreadable: {})", e.without_url()))
             .chars()
             .take(300)
             .collect();
@@ -415,21 +416,20 @@ pub fn body(rows: &[queue::Queued]) -> (String, i64, usize) {
         let Some(quantity) = protocol::Quantity::parse(&r.quantity) else {
             continue;
         };
+        // The tag keeps the registry's word, `unregistered` included (posts seen in demo mode).
         let kind = r.kind.as_deref().unwrap_or("unregistered");
+        let is_river = kind.parse::<taza_domain::post::PostKind>().ok()
+            == Some(taza_domain::post::PostKind::River);
         let p = line::Point {
             post: &r.post,
             quantity,
             kind,
-            district: if kind == "river" {
+            district: if is_river {
                 None
             } else {
                 r.district.as_deref()
             },
-            river: if kind == "river" {
-                r.river.as_deref()
-            } else {
-                None
-            },
+            river: if is_river { r.river.as_deref() } else { None },
             at_s: r.at_s,
             value: r.value,
             flags: r.flags,
@@ -749,5 +749,34 @@ mod tests {
             InfluxClient::new(&cfg),
             Err(SinkError::TokenFile { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn an_error_body_that_breaks_off_is_logged_as_unreadable_not_as_empty() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = conn.read(&mut buf).await.unwrap();
+            // Promises 100 bytes of body, sends 5, hangs up.
+            conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 100\r\n\r\nshort")
+                .await
+                .unwrap();
+        });
+        let cfg: InfluxConfig = toml::from_str(&format!(
+            "url = \"http://{addr}\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"\n"
+        ))
+        .unwrap();
+        let outcome = InfluxClient::new(&cfg)
+            .unwrap()
+            .write("m v=1 1".into())
+            .await;
+        server.await.unwrap();
+        let WriteOutcome::Retry(FailureKind::Status, what) = outcome else {
+            panic!("a 503 is retried as a status failure");
+        };
+        assert!(what.starts_with("HTTP 503: (body unreadable"), "{what}");
     }
 }

@@ -18,6 +18,7 @@ pub mod registry;
 mod rollup;
 pub mod schema;
 pub mod sink_queue;
+pub mod status;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,17 @@ pub enum StoreError {
     /// A blocking task panicked or was cancelled.
     #[error("store task failed: {0}")]
     Task(String),
+    /// A stored value does not read back as what was written (hand edits, disk damage, a
+    /// bug): reported, never replaced by a default.
+    #[error("corrupt {what} in {table} row {key}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The row's key (a post id...).
+        key: String,
+        /// Which value and why, e.g. `sensors: expected value at line 1 column 1`.
+        what: String,
+    },
 }
 
 /// Path of the database for `cfg`.
@@ -98,6 +110,12 @@ pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", "on")?;
     Ok(conn)
+}
+
+/// Checks that `conn` answers a query (the store half of `/healthz`).
+pub fn ping(conn: &Connection) -> Result<(), StoreError> {
+    conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+    Ok(())
 }
 
 /// Read-only connections for the API, opened on demand and reused.
@@ -153,5 +171,23 @@ impl ReadPool {
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_answers_on_a_store_and_fails_on_a_file_that_is_not_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        ping(&open_writer(&cfg).unwrap()).unwrap();
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, "not a database, just text long enough to be read").unwrap();
+        assert!(ping(&open_connection(&junk).unwrap()).is_err());
     }
 }

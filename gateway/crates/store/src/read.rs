@@ -102,7 +102,7 @@ pub fn posts(conn: &Connection) -> Result<Vec<PostSummary>, StoreError> {
             }),
             None => None,
         };
-        Ok(PostSummary {
+        let summary = PostSummary {
             id: r.get(0)?,
             kind: r.get(1)?,
             name: r.get(2)?,
@@ -110,14 +110,25 @@ pub fn posts(conn: &Connection) -> Result<Vec<PostSummary>, StoreError> {
             longitude: r.get(4)?,
             district: r.get(5)?,
             river: r.get(6)?,
-            sensors: serde_json::from_str(&sensors).unwrap_or_default(),
+            sensors: Vec::new(),
             cadence_s: r.get(8)?,
             status,
             retired: r.get(15)?,
             config: None,
-        })
+        };
+        Ok((summary, sensors))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut out = Vec::new();
+    for row in rows {
+        let (mut summary, sensors) = row?;
+        summary.sensors = serde_json::from_str(&sensors).map_err(|e| StoreError::Corrupt {
+            table: "posts",
+            key: summary.id.clone(),
+            what: format!("sensors: {e}"),
+        })?;
+        out.push(summary);
+    }
+    Ok(out)
 }
 
 /// Whether `post` is in the registry table.
@@ -408,18 +419,27 @@ pub fn post_descriptors(
         let (id, kind, lat, lon, district, river, critical) = row?;
         // Ids in the table were validated on the way in; skip anything a newer gateway wrote.
         let Ok(id) = PostId::parse(&id) else { continue };
+        let kind = kind.parse::<PostKind>().map_err(|e| StoreError::Corrupt {
+            table: "posts",
+            key: id.to_string(),
+            what: format!("kind: {e}"),
+        })?;
+        let critical_level = match critical {
+            None => None,
+            Some(c) => Some(serde_json::from_str(&c).map_err(|e| StoreError::Corrupt {
+                table: "posts",
+                key: id.to_string(),
+                what: format!("critical_level: {e}"),
+            })?),
+        };
         out.push(PostDescriptor {
             id,
-            kind: if kind == "river" {
-                PostKind::River
-            } else {
-                PostKind::Air
-            },
+            kind,
             lat_deg: lat.unwrap_or(f64::NAN),
             lon_deg: lon.unwrap_or(f64::NAN),
             district,
             river,
-            critical_level: critical.and_then(|c| serde_json::from_str(&c).ok()),
+            critical_level,
         });
     }
     Ok(out)

@@ -57,6 +57,12 @@ impl ManagedBy {
             Self::Registry => "registry",
         }
     }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Config, Self::Registry]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
 }
 
 /// A registered post as stored.
@@ -147,8 +153,7 @@ fn select(conn: &Connection, post: Option<&PostId>) -> Result<Vec<PostRecord>, S
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let row = row?;
-        match row.into_record() {
+        match row?.into_record()? {
             Some(rec) => out.push(rec),
             None => tracing::warn!("registry row with an invalid id skipped"),
         }
@@ -174,22 +179,29 @@ struct RawRow {
 }
 
 impl RawRow {
-    fn into_record(self) -> Option<PostRecord> {
+    /// The record, or None for a row whose id is not a post id (nothing this gateway wrote).
+    /// A value that does not read back is an error naming the post, never a default.
+    fn into_record(self) -> Result<Option<PostRecord>, StoreError> {
+        let Ok(id) = PostId::parse(&self.id) else {
+            return Ok(None);
+        };
+        let corrupt = |what: String| StoreError::Corrupt {
+            table: "posts",
+            key: id.to_string(),
+            what,
+        };
         // Rows written before the registry kept `details` are rebuilt from their columns.
-        let entry = match self
-            .details
-            .as_deref()
-            .map(serde_json::from_str::<PostEntry>)
-        {
-            Some(Ok(e)) => e,
-            _ => {
+        let entry = match self.details.as_deref() {
+            Some(details) => serde_json::from_str::<PostEntry>(details)
+                .map_err(|e| corrupt(format!("details: {e}")))?,
+            None => {
+                let kind = self
+                    .kind
+                    .parse::<PostKind>()
+                    .map_err(|e| corrupt(format!("kind: {e}")))?;
                 let mut e = PostEntry::new(
-                    PostId::parse(&self.id).ok()?,
-                    if self.kind == "river" {
-                        PostKind::River
-                    } else {
-                        PostKind::Air
-                    },
+                    id.clone(),
+                    kind,
                     self.name,
                     self.latitude.unwrap_or(f64::NAN),
                     self.longitude.unwrap_or(f64::NAN),
@@ -197,8 +209,9 @@ impl RawRow {
                 e.district = self.district;
                 e.river = self.river;
                 e.sensors = serde_json::from_str::<Vec<String>>(&self.sensors)
-                    .unwrap_or_default()
+                    .map_err(|err| corrupt(format!("sensors: {err}")))?
                     .iter()
+                    // A quantity this build does not know was written by a newer gateway.
                     .filter_map(|q| Quantity::parse(q))
                     .collect();
                 e.cadence = u64::try_from(self.cadence_s)
@@ -206,20 +219,20 @@ impl RawRow {
                     .map(std::time::Duration::from_secs);
                 e.critical_level = self
                     .critical_level
-                    .and_then(|c| serde_json::from_str(&c).ok());
+                    .map(|c| serde_json::from_str(&c))
+                    .transpose()
+                    .map_err(|err| corrupt(format!("critical_level: {err}")))?;
                 e
             }
         };
-        Some(PostRecord {
+        let managed_by = ManagedBy::parse(&self.managed_by)
+            .ok_or_else(|| corrupt(format!("managed_by: {:?}", self.managed_by)))?;
+        Ok(Some(PostRecord {
             entry,
             retired_at: self.retired_at.map(|t| rfc3339(UnixSeconds(t))),
-            managed_by: if self.managed_by == "registry" {
-                ManagedBy::Registry
-            } else {
-                ManagedBy::Config
-            },
+            managed_by,
             mqtt_username: self.username,
-        })
+        }))
     }
 }
 
@@ -410,4 +423,84 @@ pub fn snapshot(conn: &Connection) -> Result<taza_domain::registry::Snapshot, St
         credentials,
         version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::time::Duration;
+
+    use crate::schema::in_memory;
+
+    const ID: &str = "alm-air-900";
+
+    fn stored() -> Connection {
+        let mut conn = in_memory();
+        let mut entry = PostEntry::new(PostId::parse(ID).unwrap(), PostKind::Air, "x", 43.2, 76.9);
+        entry.sensors = vec![Quantity::Pm2_5, Quantity::No2];
+        let tx = conn.transaction().unwrap();
+        write(&tx, &entry, ManagedBy::Registry, Duration::from_secs(60)).unwrap();
+        tx.commit().unwrap();
+        conn
+    }
+
+    fn corrupt(conn: &Connection, set: &str) {
+        conn.execute(&format!("UPDATE posts SET {set} WHERE id = ?1"), [ID])
+            .unwrap();
+    }
+
+    fn names_the_post(err: StoreError, what: &str) {
+        let text = err.to_string();
+        assert!(
+            matches!(&err, StoreError::Corrupt { table: "posts", key, .. } if key == ID),
+            "{err:?}"
+        );
+        assert!(text.contains(ID) && text.contains(what), "{text}");
+    }
+
+    #[test]
+    fn rows_from_before_details_are_rebuilt_from_their_columns() {
+        let conn = stored();
+        corrupt(&conn, "details = NULL, kind = 'river', river = 'Есентай'");
+        let rec = get(&conn, &PostId::parse(ID).unwrap()).unwrap().unwrap();
+        assert_eq!(rec.entry.kind, PostKind::River);
+        assert_eq!(rec.entry.sensors, [Quantity::Pm2_5, Quantity::No2]);
+        assert_eq!(rec.managed_by, ManagedBy::Registry);
+    }
+
+    #[test]
+    fn corrupt_sensors_are_an_error_naming_the_post_not_an_empty_list() {
+        let conn = stored();
+        corrupt(&conn, "details = NULL, sensors = 'pm2_5,no2'");
+        names_the_post(
+            get(&conn, &PostId::parse(ID).unwrap()).unwrap_err(),
+            "sensors",
+        );
+        names_the_post(all(&conn).unwrap_err(), "sensors");
+        names_the_post(crate::read::posts(&conn).unwrap_err(), "sensors");
+    }
+
+    #[test]
+    fn corrupt_details_are_an_error_not_a_rebuild_from_the_columns() {
+        let conn = stored();
+        corrupt(&conn, "details = '{\"id\": \"alm-air-900\"'");
+        names_the_post(
+            get(&conn, &PostId::parse(ID).unwrap()).unwrap_err(),
+            "details",
+        );
+        // The running gateway's copy refuses to load rather than admit a post without its
+        // calibration.
+        names_the_post(snapshot(&conn).unwrap_err(), "details");
+    }
+
+    #[test]
+    fn an_unknown_owner_is_an_error_naming_the_post() {
+        let conn = stored();
+        corrupt(&conn, "managed_by = 'nobody'");
+        names_the_post(
+            get(&conn, &PostId::parse(ID).unwrap()).unwrap_err(),
+            "managed_by",
+        );
+    }
 }

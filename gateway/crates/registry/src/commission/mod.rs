@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::{PostId, QaFlags, Quantity, UnixSeconds};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 pub mod wording;
 
 use taza_domain::calendar::rfc3339_local as rfc3339;
 use taza_domain::post::PostEntry;
+pub use taza_store::status::{LatestReading, StatusSnapshot};
 use taza_store::{ReadPool, StoreError};
 use wording::Finding;
 pub use wording::Lang;
@@ -124,38 +125,6 @@ impl Report {
         }
         s
     }
-}
-
-/// What the store holds about the post's status.
-#[derive(Debug, Clone)]
-pub struct StatusSnapshot {
-    /// Online (birth message, not the last will).
-    pub online: bool,
-    /// Firmware version.
-    pub firmware: String,
-    /// Config hash it runs.
-    pub config_hash: Option<u32>,
-    /// When the gateway received it.
-    pub received_at: UnixSeconds,
-    /// Post clock minus gateway clock, ms (from a live status).
-    pub clock_offset_ms: Option<i64>,
-    /// Signal, dBm.
-    pub rssi_dbm: Option<i16>,
-    /// Supply, mV.
-    pub supply_mv: Option<u16>,
-}
-
-/// The newest reading of one quantity received since commissioning started.
-#[derive(Debug, Clone, Copy)]
-pub struct LatestReading {
-    /// Its timestamp.
-    pub at: UnixSeconds,
-    /// Its value, in the quantity's unit.
-    pub value: f64,
-    /// QA flags.
-    pub flags: QaFlags,
-    /// How many arrived since the start.
-    pub count: u32,
 }
 
 /// Everything [`evaluate`] looks at.
@@ -344,60 +313,11 @@ pub fn snapshot(
     desired_config_hash: u32,
     started: UnixSeconds,
 ) -> Result<Snapshot, StoreError> {
-    let status = conn
-        .prepare_cached(
-            "SELECT online, firmware, config_hash, received_at, clock_offset_ms, rssi_dbm, supply_mv
-             FROM post_status WHERE post = ?1",
-        )?
-        .query_row([entry.id.as_str()], |r| {
-            Ok(StatusSnapshot {
-                online: r.get(0)?,
-                firmware: r.get(1)?,
-                config_hash: r.get(2)?,
-                received_at: UnixSeconds(r.get(3)?),
-                clock_offset_ms: r.get(4)?,
-                rssi_dbm: r.get(5)?,
-                supply_mv: r.get(6)?,
-            })
-        })
-        .optional()?;
-    let mut readings = HashMap::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT quantity, at, value, flags FROM readings
-         WHERE post = ?1 AND received_at >= ?2 ORDER BY at",
-    )?;
-    let rows = stmt.query_map(params![entry.id.as_str(), started.0], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, f64>(2)?,
-            r.get::<_, u32>(3)?,
-        ))
-    })?;
-    for row in rows {
-        let (q, at, value, flags) = row?;
-        let Some(q) = Quantity::parse(&q) else {
-            continue;
-        };
-        let count = readings
-            .get(&q)
-            .map(|r: &LatestReading| r.count)
-            .unwrap_or(0);
-        readings.insert(
-            q,
-            LatestReading {
-                at: UnixSeconds(at),
-                value,
-                flags: QaFlags(flags as u16),
-                count: count + 1,
-            },
-        );
-    }
     Ok(Snapshot {
         entry: entry.clone(),
         desired_config_hash,
-        status,
-        readings,
+        status: taza_store::status::post_status(conn, &entry.id)?,
+        readings: taza_store::status::latest_readings_since(conn, &entry.id, started)?,
     })
 }
 

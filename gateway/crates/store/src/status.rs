@@ -1,0 +1,137 @@
+//! What commissioning reads about one post: its last status (`post_status`, with the clock,
+//! signal and supply columns of migration 6) and the newest reading per quantity received since
+//! a given moment (`readings`). Read-only.
+
+use std::collections::HashMap;
+
+use protocol::{PostId, QaFlags, Quantity, UnixSeconds};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::StoreError;
+
+/// A post's last status as stored.
+#[derive(Debug, Clone)]
+pub struct StatusSnapshot {
+    /// Online (birth message, not the last will).
+    pub online: bool,
+    /// Firmware version.
+    pub firmware: String,
+    /// Config hash it runs.
+    pub config_hash: Option<u32>,
+    /// When the gateway received it.
+    pub received_at: UnixSeconds,
+    /// Post clock minus gateway clock, ms (from a live status).
+    pub clock_offset_ms: Option<i64>,
+    /// Signal, dBm.
+    pub rssi_dbm: Option<i16>,
+    /// Supply, mV.
+    pub supply_mv: Option<u16>,
+}
+
+/// The newest reading of one quantity received since some moment.
+#[derive(Debug, Clone, Copy)]
+pub struct LatestReading {
+    /// Its timestamp.
+    pub at: UnixSeconds,
+    /// Its value, in the quantity's unit.
+    pub value: f64,
+    /// QA flags.
+    pub flags: QaFlags,
+    /// How many arrived since that moment.
+    pub count: u32,
+}
+
+/// `post`'s last status, if it ever sent one.
+pub fn post_status(conn: &Connection, post: &PostId) -> Result<Option<StatusSnapshot>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT online, firmware, config_hash, received_at, clock_offset_ms, rssi_dbm, supply_mv
+             FROM post_status WHERE post = ?1",
+        )?
+        .query_row([post.as_str()], |r| {
+            Ok(StatusSnapshot {
+                online: r.get(0)?,
+                firmware: r.get(1)?,
+                config_hash: r.get(2)?,
+                received_at: UnixSeconds(r.get(3)?),
+                clock_offset_ms: r.get(4)?,
+                rssi_dbm: r.get(5)?,
+                supply_mv: r.get(6)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Per quantity, the newest of `post`'s readings received at or after `since`, with how many
+/// arrived. Quantities this build does not know (a newer gateway wrote them) are left out.
+pub fn latest_readings_since(
+    conn: &Connection,
+    post: &PostId,
+    since: UnixSeconds,
+) -> Result<HashMap<Quantity, LatestReading>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT quantity, at, value, flags FROM readings
+         WHERE post = ?1 AND received_at >= ?2 ORDER BY at",
+    )?;
+    let rows = stmt.query_map(params![post.as_str(), since.0], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, f64>(2)?,
+            r.get::<_, u16>(3)?,
+        ))
+    })?;
+    let mut out: HashMap<Quantity, LatestReading> = HashMap::new();
+    for row in rows {
+        let (q, at, value, flags) = row?;
+        let Some(q) = Quantity::parse(&q) else {
+            continue;
+        };
+        let count = out.get(&q).map(|r| r.count).unwrap_or(0);
+        out.insert(
+            q,
+            LatestReading {
+                at: UnixSeconds(at),
+                value,
+                flags: QaFlags(flags),
+                count: count + 1,
+            },
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_newest_reading_per_quantity_since_the_start_is_counted() {
+        let conn = crate::schema::in_memory();
+        let post = PostId::parse("alm-air-901").unwrap();
+        for (q, at, value, received) in [
+            ("pm2_5", 100, 5.0, 100),
+            ("pm2_5", 160, 7.0, 160),
+            ("pm2_5", 220, 9.0, 220),
+            ("no2", 40, 30.0, 40),
+            ("smog", 200, 1.0, 200),
+        ] {
+            conn.execute(
+                "INSERT INTO readings (post, quantity, at, value, flags, received_at)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+                params![post.as_str(), q, at, value, received],
+            )
+            .unwrap();
+        }
+        let latest = latest_readings_since(&conn, &post, UnixSeconds(150)).unwrap();
+        assert_eq!(
+            latest.len(),
+            1,
+            "no2 came before the start, smog is unknown"
+        );
+        let pm = latest.get(&Quantity::Pm2_5).unwrap();
+        assert_eq!((pm.at, pm.value, pm.count), (UnixSeconds(220), 9.0, 2));
+        assert!(post_status(&conn, &post).unwrap().is_none());
+    }
+}
