@@ -142,15 +142,35 @@ async fn scores_follow_the_departments_norms_and_zones_need_an_operator() {
         "the cached scorecard follows the edited norms: {city_pm}"
     );
 
-    // A broken department file is reported with its file name, not a silent fallback.
+    // A broken department file keeps the last good norms (45 µg/m³) in use and is reported in
+    // /healthz with its file name, not a silent fallback.
     std::fs::write(
         norms_dir.path().join("air.toml"),
         "[limit_sets.kz_dsm70.substances.pm2_5.daily_mg_m3]\nvalue = \"high\"\n",
     )
     .unwrap();
-    let (status, body) = http_get(addr, scores_path).await;
-    assert_eq!(status, 500);
-    assert!(body.contains("air.toml"), "{body}");
+    let s = get_json(addr, scores_path).await;
+    let pm = s["quantities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["quantity"] == "pm2_5")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        pm["daily_exceedances"]["exceedance_days"], 0,
+        "the last good norms stay in use: {pm}"
+    );
+    let (_, body) = http_get(addr, "/healthz").await;
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["norms"]["status"], "stale", "{health}");
+    assert!(
+        health["norms"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("air.toml"),
+        "{health}"
+    );
     std::fs::remove_file(norms_dir.path().join("air.toml")).unwrap();
 
     // Zones: the post at 43.2389 N 76.8897 E lies inside this square.

@@ -5,14 +5,19 @@
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use protocol::{PostId, Quantity};
-use serde::Deserialize;
+use protocol::{PostId, Quantity, UnixSeconds};
+use serde::{Deserialize, Serialize};
 
 use super::{bad_query, ApiError, AppState, Caller, Role};
 use crate::scoring::{self, ScoringError};
 use taza_domain::calendar::{self, parse_rfc3339};
-use taza_store::read;
+use taza_score::air::{Episode, Iza, PollutionLevel};
+use taza_score::means::PeriodMean;
+use taza_score::scorecard::{CityPollutant, TrajectoryRow};
+use taza_score::CityScorecard;
+use taza_store::{read, StoreError};
 
 impl From<ScoringError> for ApiError {
     fn from(e: ScoringError) -> Self {
@@ -20,6 +25,9 @@ impl From<ScoringError> for ApiError {
             ScoringError::NotFound(m) => ApiError::NotFound(m),
             ScoringError::Invalid(m) => ApiError::BadRequest(m),
             ScoringError::Store(e) => ApiError::Store(e),
+            // Operator data (a zone) stored around the API's checks: say which one.
+            ScoringError::Corrupt(m) => ApiError::Misconfigured(m),
+            ScoringError::Task(m) => ApiError::Store(StoreError::Task(m)),
             // The department's own files: tell them which file and key is wrong.
             ScoringError::Norms(e) => {
                 ApiError::Misconfigured(format!("norms files are invalid: {e}"))
@@ -37,51 +45,107 @@ pub(super) struct YearQuery {
     view: Option<String>,
 }
 
+/// `view=summary`: the scorecard without comparisons, each post cut to its annual means (an
+/// overview shows an indicative city value from them while the year has too little data for a
+/// valid one).
+#[derive(Debug, Serialize)]
+struct CitySummary<'a> {
+    year: i32,
+    generated_at: UnixSeconds,
+    in_progress: bool,
+    limit_set: &'a str,
+    air_posts: usize,
+    pollutants: &'a [CityPollutant],
+    iza: &'a Iza,
+    level: &'a PollutionLevel,
+    posts: Vec<PostSummary<'a>>,
+    episodes: &'a [Episode],
+    trajectory: &'a [TrajectoryRow],
+    notes: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+struct PostSummary<'a> {
+    post: &'a PostId,
+    pollutants: Vec<PollutantSummary<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct PollutantSummary<'a> {
+    quantity: Quantity,
+    annual: &'a PeriodMean,
+}
+
+impl<'a> CitySummary<'a> {
+    fn of(card: &'a CityScorecard) -> Self {
+        // Every field named, so a new scorecard field is a decision here, not a silent omission.
+        let CityScorecard {
+            year,
+            generated_at,
+            in_progress,
+            limit_set,
+            air_posts,
+            pollutants,
+            iza,
+            level,
+            posts,
+            episodes,
+            trajectory,
+            comparisons: _,
+            notes,
+        } = card;
+        Self {
+            year: *year,
+            generated_at: *generated_at,
+            in_progress: *in_progress,
+            limit_set,
+            air_posts: *air_posts,
+            pollutants,
+            iza,
+            level,
+            posts: posts
+                .iter()
+                .map(|p| PostSummary {
+                    post: &p.post,
+                    pollutants: p
+                        .pollutants
+                        .iter()
+                        .map(|q| PollutantSummary {
+                            quantity: q.quantity,
+                            annual: &q.annual,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            episodes,
+            trajectory,
+            notes,
+        }
+    }
+}
+
 pub(super) async fn city(
     State(s): State<AppState>,
     q: Result<Query<YearQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
-    let year = q.year.unwrap_or_else(scoring::current_year);
-    if !(2000..=2100).contains(&year) {
-        return Err(ApiError::BadRequest(
-            "year must be between 2000 and 2100".into(),
-        ));
-    }
-    let card = s.scoring.city(year).await?;
-    let mut v = serde_json::to_value(&*card).unwrap_or_default();
-    match q.view.as_deref() {
-        None | Some("full") => {}
-        Some("summary") => {
-            if let Some(o) = v.as_object_mut() {
-                o.remove("comparisons");
-                // Per post only the annual means (an overview shows an indicative city value
-                // from them while the year has too little data for a valid one).
-                if let Some(serde_json::Value::Array(posts)) = o.get_mut("posts") {
-                    for p in posts.iter_mut() {
-                        if let Some(pollutants) =
-                            p.get_mut("pollutants").and_then(|x| x.as_array_mut())
-                        {
-                            for q in pollutants.iter_mut() {
-                                if let Some(q) = q.as_object_mut() {
-                                    q.retain(|k, _| k == "quantity" || k == "annual");
-                                }
-                            }
-                        }
-                        if let Some(p) = p.as_object_mut() {
-                            p.retain(|k, _| k == "post" || k == "pollutants");
-                        }
-                    }
-                }
-            }
-        }
+    let summary = match q.view.as_deref() {
+        None | Some("full") => false,
+        Some("summary") => true,
         Some(other) => {
             return Err(ApiError::BadRequest(format!(
                 "view must be full or summary, not {other:?}"
             )))
         }
-    }
-    Ok(Json(v))
+    };
+    // The year is checked against `scoring::YEARS` (HTTP 400 outside it).
+    let year = q.year.unwrap_or_else(scoring::current_year);
+    let card = s.scoring.city(year).await?;
+    Ok(if summary {
+        Json(CitySummary::of(&card)).into_response()
+    } else {
+        Json(&*card).into_response()
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,7 +184,7 @@ pub(super) async fn post(
 pub(super) async fn targets(
     State(s): State<AppState>,
 ) -> Result<Json<taza_score::TargetTable>, ApiError> {
-    let norms = s.scoring.norms().map_err(ScoringError::from)?;
+    let norms = s.scoring.norms().await?;
     Ok(Json(taza_score::targets(&norms)))
 }
 
@@ -128,7 +192,7 @@ pub(super) async fn targets(
 pub(super) async fn limits(
     State(s): State<AppState>,
 ) -> Result<Json<taza_score::norms::LimitSet>, ApiError> {
-    let norms = s.scoring.norms().map_err(ScoringError::from)?;
+    let norms = s.scoring.norms().await?;
     Ok(Json(norms.active().clone()))
 }
 
@@ -146,26 +210,39 @@ pub(super) async fn zones(State(s): State<AppState>) -> Result<Json<serde_json::
     let out: Vec<serde_json::Value> = zones
         .into_iter()
         .map(|z| {
-            let inside: Vec<&str> = chrono::NaiveDate::parse_from_str(&z.start_date, "%Y-%m-%d")
-                .ok()
+            let zone = chrono::NaiveDate::parse_from_str(&z.start_date, "%Y-%m-%d")
+                .map_err(|_| format!("stored start_date {:?} is not YYYY-MM-DD", z.start_date))
                 .and_then(|d| {
-                    taza_score::Zone::from_geojson(&z.id, &z.name, d, &z.geometry.to_string()).ok()
-                })
-                .map(|zone| {
-                    posts
+                    taza_score::Zone::from_geojson(&z.id, &z.name, d, &z.geometry.to_string())
+                        .map_err(|e| format!("stored geometry does not parse: {e}"))
+                });
+            // A zone that does not parse is listed with `posts_inside: null` and why, not as a
+            // zone with no posts inside.
+            let (inside, error) = match zone {
+                Ok(zone) => {
+                    let inside: Vec<&str> = posts
                         .iter()
                         .filter(|p| {
                             p.kind == taza_score::PostKind::Air
                                 && zone.contains(p.lon_deg, p.lat_deg)
                         })
                         .map(|p| p.id.as_str())
-                        .collect()
-                })
-                .unwrap_or_default();
-            serde_json::json!({
+                        .collect();
+                    (Some(inside), None)
+                }
+                Err(e) => {
+                    tracing::warn!(zone = %z.id, error = %e, "stored zone does not parse");
+                    (None, Some(e))
+                }
+            };
+            let mut v = serde_json::json!({
                 "id": z.id, "name": z.name, "start_date": z.start_date, "geometry": z.geometry,
                 "posts_inside": inside, "updated_by": z.updated_by, "updated_at": z.updated_at,
-            })
+            });
+            if let (Some(error), Some(o)) = (error, v.as_object_mut()) {
+                o.insert("error".into(), error.into());
+            }
+            v
         })
         .collect();
     Ok(Json(serde_json::Value::Array(out)))
@@ -225,4 +302,229 @@ pub(super) async fn zone_effect(
         out.push(s.scoring.zone_effect(id.clone(), quantity).await?);
     }
     Ok(Json(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use crate::scoring::Scoring;
+    use crate::{router, AppState, TechnicianContext};
+
+    const PM25_DAILY_45: &str = "[limit_sets.kz_dsm70.substances.pm2_5.daily_mg_m3]\nvalue = 0.045\nsource = \"department decision (test)\"\nstatus = \"unconfirmed\"\n";
+    const PM25_BROKEN: &str =
+        "[limit_sets.kz_dsm70.substances.pm2_5.daily_mg_m3]\nvalue = \"high\"\n";
+
+    /// The API over a fresh store, scoring with `score`; the dir must outlive the router.
+    fn app(score: taza_score::config::ScoreConfig) -> (tempfile::TempDir, AppState) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = taza_store::config::StoreConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        drop(taza_store::open_writer(&cfg).unwrap());
+        let path = taza_store::db_path(&cfg);
+        let pool = taza_store::ReadPool::new(&path);
+        let registry = taza_domain::registry::Registry::new(&[], Duration::from_secs(60), false);
+        let state = AppState {
+            scoring: Scoring::try_new(score, pool.clone()).unwrap(),
+            pool,
+            metrics: crate::telemetry::Metrics::new(),
+            live: tokio::sync::broadcast::channel(1).0,
+            tokens: Arc::new(Vec::new()),
+            alerts: Arc::new(taza_alert::Shared {
+                rules: Vec::new(),
+                oncall: Default::default(),
+                public_url: String::new(),
+                registry: registry.clone(),
+                wake: tokio::sync::mpsc::channel(1).0,
+                channels: Vec::new(),
+            }),
+            admin: taza_store::admin::AdminWriter::open(&path).unwrap(),
+            registry,
+            technician: Arc::new(TechnicianContext {
+                broker: "mqtt://127.0.0.1:1883".parse().unwrap(),
+                topic_prefix: "taza".into(),
+                default_cadence: Duration::from_secs(60),
+                ranges: Arc::new(taza_registry::commission::PlausibleRanges::shipped().unwrap()),
+            }),
+            tasks: Default::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        };
+        (dir, state)
+    }
+
+    async fn get(state: &AppState, uri: &str) -> (u16, serde_json::Value) {
+        let resp = router(state.clone())
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    async fn pm25_daily_limit(state: &AppState) -> serde_json::Value {
+        let (status, limits) = get(state, "/api/v1/limits").await;
+        assert_eq!(status, 200, "{limits}");
+        limits["substances"]["pm2_5"]["daily_ug_m3"]["value"].clone()
+    }
+
+    #[tokio::test]
+    async fn a_norms_edit_applies_at_the_next_request_and_a_broken_one_keeps_serving_and_shows_in_healthz(
+    ) {
+        let norms_dir = tempfile::tempdir().unwrap();
+        let (_db, state) = app(taza_score::config::ScoreConfig {
+            norms_dir: Some(norms_dir.path().to_path_buf()),
+            ..Default::default()
+        });
+        assert_eq!(pm25_daily_limit(&state).await, 35.0);
+        let air = norms_dir.path().join("air.toml");
+        std::fs::write(&air, PM25_DAILY_45).unwrap();
+        assert_eq!(pm25_daily_limit(&state).await, 45.0, "no restart needed");
+        let (_, health) = get(&state, "/healthz").await;
+        assert_eq!(health["norms"]["status"], "ok", "{health}");
+        assert_eq!(health["norms"]["version"], 2, "{health}");
+
+        std::fs::write(&air, PM25_BROKEN).unwrap();
+        assert_eq!(
+            pm25_daily_limit(&state).await,
+            45.0,
+            "the last good norms stay in use"
+        );
+        let (_, health) = get(&state, "/healthz").await;
+        assert_eq!(health["norms"]["status"], "stale", "{health}");
+        assert_eq!(health["norms"]["version"], 2, "{health}");
+        let error = health["norms"]["error"].as_str().unwrap();
+        assert!(error.contains("air.toml"), "{error}");
+        assert_ne!(health["status"], "ok");
+
+        std::fs::remove_file(&air).unwrap();
+        assert_eq!(pm25_daily_limit(&state).await, 35.0);
+        let (_, health) = get(&state, "/healthz").await;
+        assert_eq!(health["norms"]["status"], "ok", "{health}");
+        assert_eq!(health["norms"]["error"], serde_json::Value::Null);
+    }
+
+    #[tokio::test]
+    async fn healthz_names_the_task_whose_failure_is_stopping_the_gateway() {
+        let (_db, state) = app(Default::default());
+        let (_, health) = get(&state, "/healthz").await;
+        assert_eq!(health["task"], serde_json::Value::Null, "{health}");
+        state.tasks.record(crate::tasks::TaskFailure {
+            task: "alert evaluator",
+            reason: "panicked: boom".into(),
+        });
+        let (status, health) = get(&state, "/healthz").await;
+        assert_eq!(status, 503, "{health}");
+        assert_eq!(health["status"], "failing", "{health}");
+        assert_eq!(health["task"]["task"], "alert evaluator", "{health}");
+        assert_eq!(health["task"]["reason"], "panicked: boom", "{health}");
+    }
+
+    #[tokio::test]
+    async fn a_city_scorecard_for_year_999999_is_a_bad_request() {
+        let (_db, state) = app(Default::default());
+        let (status, body) = get(&state, "/api/v1/scores/city?year=999999").await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("year"), "{body}");
+        assert_eq!(get(&state, "/api/v1/scores/city?year=2025").await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn the_summary_view_is_the_scorecard_without_comparisons() {
+        let (_db, state) = app(Default::default());
+        let (_, full) = get(&state, "/api/v1/scores/city?year=2025").await;
+        let (status, summary) = get(&state, "/api/v1/scores/city?year=2025&view=summary").await;
+        assert_eq!(status, 200, "{summary}");
+        let mut keys: Vec<&String> = full.as_object().unwrap().keys().collect();
+        keys.retain(|k| *k != "comparisons");
+        let summary_keys: Vec<&String> = summary.as_object().unwrap().keys().collect();
+        assert_eq!(summary_keys, keys);
+        assert_eq!(summary["iza"], full["iza"]);
+    }
+
+    #[tokio::test]
+    async fn a_stored_zone_that_does_not_parse_is_listed_with_why_not_with_no_posts() {
+        let (_db, state) = app(Default::default());
+        state
+            .admin
+            .run(|tx| {
+                let zone = taza_store::admin::NewZone {
+                    id: "centre-lez".into(),
+                    name: "Центр".into(),
+                    start_date: "5 Jan".into(),
+                    geometry: r#"{"type":"Polygon","coordinates":[[[76.88,43.23],[76.90,43.23],[76.90,43.25],[76.88,43.23]]]}"#.into(),
+                };
+                taza_store::admin::upsert_zone(tx, &zone, "test")
+            })
+            .await
+            .unwrap();
+        let (status, zones) = get(&state, "/api/v1/zones").await;
+        assert_eq!(status, 200, "{zones}");
+        assert_eq!(zones[0]["posts_inside"], serde_json::Value::Null, "{zones}");
+        let error = zones[0]["error"].as_str().unwrap();
+        assert!(error.contains("5 Jan"), "{error}");
+    }
+
+    #[test]
+    fn the_summary_keeps_per_post_only_the_annual_means() {
+        use taza_score::{HourlyMean, PostDescriptor, PostKind, PostSeries, QuantitySeries};
+        let start = taza_domain::calendar::parse_rfc3339("2024-12-31T19:00:00Z").unwrap();
+        let hourly = (0..24 * 20)
+            .map(|i| HourlyMean {
+                start: start.offset(i * 3600),
+                mean: 40.0,
+                covered_s: 3600,
+                count: 60,
+                max: 40.0,
+            })
+            .collect();
+        let post = PostSeries {
+            post: PostDescriptor {
+                id: protocol::PostId::parse("alm-01").unwrap(),
+                kind: PostKind::Air,
+                lat_deg: 43.24,
+                lon_deg: 76.92,
+                district: Some("Алмалинский".into()),
+                river: None,
+                critical_level: None,
+            },
+            series: vec![QuantitySeries {
+                quantity: protocol::Quantity::Pm2_5,
+                hourly,
+                twenty_minute: vec![],
+            }],
+        };
+        let now = taza_domain::calendar::parse_rfc3339("2025-06-01T00:00:00Z").unwrap();
+        let norms = taza_score::Norms::embedded().unwrap();
+        let card = taza_score::city_scorecard(&norms, 2025, &[post], now);
+        // What the summary was before it was typed: the full JSON with keys removed.
+        let mut expected = serde_json::to_value(&card).unwrap();
+        let o = expected.as_object_mut().unwrap();
+        o.remove("comparisons");
+        for p in o["posts"].as_array_mut().unwrap() {
+            for q in p["pollutants"].as_array_mut().unwrap() {
+                q.as_object_mut()
+                    .unwrap()
+                    .retain(|k, _| k == "quantity" || k == "annual");
+            }
+            p.as_object_mut()
+                .unwrap()
+                .retain(|k, _| k == "post" || k == "pollutants");
+        }
+        let summary = serde_json::to_value(super::CitySummary::of(&card)).unwrap();
+        assert_eq!(summary, expected);
+        assert_eq!(
+            summary["posts"][0]["pollutants"][0]["annual"]["valid_days"],
+            20
+        );
+    }
 }

@@ -1,10 +1,22 @@
-//! The I/O side of scoring: loads the norms (shipped files patched by the department's folder,
-//! re-read at every computation so an edited limit applies without a rebuild or restart), reads
-//! rollups into [`score`] inputs, and caches city scorecards. The engine itself ([`score`]) is
-//! pure; this module is what the API and `gateway report` call.
+//! The I/O side of scoring: loads the norms (shipped files patched by the department's folder),
+//! reads rollups into [`score`] inputs, and caches city scorecards. The engine itself ([`score`])
+//! is pure; this module is what the API and `gateway report` call.
+//!
+//! Norms are loaded once at start and reloaded only when the department's folder changes: each
+//! request stats the folder's `*.toml` files (names, sizes, modification times) on the blocking
+//! pool, which costs a directory listing, and parses and validates only when that fingerprint
+//! moved, so an edited limit still applies at the next request without a restart. A reload that
+//! fails validation keeps the last good norms in use, logs a warning once per refused edit, and
+//! shows in `/healthz` under `norms` (`status: "stale"` with the file and key) until the folder
+//! is fixed. Cached scorecards carry the version of the norms they were computed under, so a
+//! reload that changes the norms invalidates them at once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::ffi::OsString;
+use std::ops::RangeInclusive;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::NaiveDate;
@@ -26,7 +38,11 @@ pub const RIVER_QUANTITIES: [Quantity; 6] = [
     Quantity::DissolvedOxygen,
     Quantity::Ph,
 ];
-/// How long a city scorecard is reused before it is computed again.
+/// Years a city scorecard can be asked for (API and `gateway report`): the plans' span with room
+/// on both sides, and well inside what chrono can represent.
+pub const YEARS: RangeInclusive<i32> = 2000..=2100;
+/// How long a city scorecard is reused before it is computed again (for new data; changed
+/// norms invalidate it at once through their version).
 const CACHE_TTL: Duration = Duration::from_secs(60);
 /// First year of the city plan's trajectory.
 const FIRST_PLAN_YEAR: i32 = 2019;
@@ -38,7 +54,7 @@ const ZONE_BOOTSTRAP_SEED: u64 = 2023;
 /// Why a score could not be computed.
 #[derive(Debug, thiserror::Error)]
 pub enum ScoringError {
-    /// The norms files are broken.
+    /// The norms files are broken (and no earlier version of them loaded).
     #[error(transparent)]
     Norms(#[from] NormsError),
     /// The store failed.
@@ -47,92 +63,283 @@ pub enum ScoringError {
     /// No such post or zone.
     #[error("{0}")]
     NotFound(String),
-    /// A request that cannot be scored (a zone geometry that does not parse, say).
+    /// A request that cannot be scored (a year out of range, a zone that does not parse).
     #[error("{0}")]
     Invalid(String),
+    /// Stored data that does not parse (a zone's start date or geometry); names the zone.
+    #[error("{0}")]
+    Corrupt(String),
+    /// The blocking task checking the norms panicked or was cancelled.
+    #[error("{0}")]
+    Task(String),
 }
 
-/// Fingerprint of the department's norms folder: file names, sizes and modification times.
-type NormsStamp = Vec<(String, u64, Option<SystemTime>)>;
+/// Fingerprint of the department's norms folder: per `*.toml` file (the only files
+/// [`Norms::load`] reads) its name and, following symlinks (a mounted ConfigMap swaps them), its
+/// size and modification time. Two edits that keep the size and land within one tick of the file
+/// system's clock look alike; the file systems the gateway runs on keep nanoseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NormsStamp {
+    /// No `norms_dir` configured: the shipped files only, which never change.
+    Shipped,
+    /// The folder's norms files, sorted by name.
+    Files(Vec<(OsString, FileStamp)>),
+    /// The folder could not be listed (the load will say why).
+    Unlisted(std::io::ErrorKind),
+}
+
+/// A norms file's size (bytes) and modification time, or why its metadata could not be read.
+type FileStamp = Result<(u64, Option<SystemTime>), std::io::ErrorKind>;
+
+impl NormsStamp {
+    fn of(dir: Option<&Path>) -> Self {
+        let Some(dir) = dir else {
+            return Self::Shipped;
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => return Self::Unlisted(e.kind()),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let (path, name) = match entry {
+                Ok(entry) => (entry.path(), entry.file_name()),
+                Err(e) => return Self::Unlisted(e.kind()),
+            };
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let meta = std::fs::metadata(&path)
+                .map(|m| (m.len(), m.modified().ok()))
+                .map_err(|e| e.kind());
+            files.push((name, meta));
+        }
+        files.sort();
+        Self::Files(files)
+    }
+}
+
+/// Norms with the version they were loaded as (1 at start, +1 at each reload that changed them).
+#[derive(Debug, Clone)]
+struct Versioned {
+    version: u64,
+    norms: Arc<Norms>,
+}
+
+/// What the last load attempt left.
+#[derive(Debug, Default)]
+struct NormsState {
+    /// The folder's fingerprint at the last load attempt (taken before reading, so an edit made
+    /// during a load shows as a change at the next check).
+    stamp: Option<NormsStamp>,
+    /// The last norms that loaded and validated.
+    good: Option<Versioned>,
+    /// Why the folder's current content was refused, while `good` stays in use.
+    refused: Option<String>,
+}
+
+/// The norms in use, reloaded when the department's folder changes.
+#[derive(Debug)]
+struct NormsCell {
+    cfg: ScoreConfig,
+    state: Mutex<NormsState>,
+    /// Load attempts so far (tests check that a quiet folder is not parsed again).
+    loads: AtomicU64,
+}
+
+impl NormsCell {
+    fn new(cfg: ScoreConfig) -> Self {
+        Self {
+            cfg,
+            state: Mutex::new(NormsState::default()),
+            loads: AtomicU64::new(0),
+        }
+    }
+
+    /// The norms to score with: the last good ones while the folder is as it was at the last
+    /// load attempt, else freshly loaded. A refused reload keeps the last good norms (and says
+    /// why in [`Self::health`]); with none yet, it is the error. Blocking: a directory listing,
+    /// and on a change reading and parsing the files.
+    fn current(&self) -> Result<Versioned, NormsError> {
+        let stamp = NormsStamp::of(self.cfg.norms_dir.as_deref());
+        // The state is replaced whole under the lock, never left half-written: a poisoned lock
+        // still holds a consistent value.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(good) = &state.good {
+            if state.stamp.as_ref() == Some(&stamp) {
+                return Ok(good.clone());
+            }
+        }
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        let loaded = load_norms(&self.cfg);
+        state.stamp = Some(stamp);
+        match loaded {
+            Ok(norms) => {
+                if state.refused.take().is_some() {
+                    tracing::info!("department norms folder is valid again");
+                }
+                let good = match state.good.take() {
+                    // A touched or rewritten file with the same content: same version, so
+                    // cached scorecards stay.
+                    Some(good) if *good.norms == norms => good,
+                    Some(old) => {
+                        tracing::info!(version = old.version + 1, "department norms reloaded");
+                        Versioned {
+                            version: old.version + 1,
+                            norms: Arc::new(norms),
+                        }
+                    }
+                    None => Versioned {
+                        version: 1,
+                        norms: Arc::new(norms),
+                    },
+                };
+                state.good = Some(good.clone());
+                Ok(good)
+            }
+            Err(e) => {
+                let Some(good) = state.good.clone() else {
+                    return Err(e);
+                };
+                tracing::warn!(
+                    error = %e,
+                    version = good.version,
+                    "department norms edit refused; scoring keeps the last good norms"
+                );
+                state.refused = Some(e.to_string());
+                Ok(good)
+            }
+        }
+    }
+
+    /// Checks the folder (reloading on a change) and reports the outcome.
+    fn health(&self) -> NormsHealth {
+        match self.current() {
+            Ok(current) => {
+                let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                NormsHealth {
+                    status: if state.refused.is_some() {
+                        "stale"
+                    } else {
+                        "ok"
+                    },
+                    version: Some(current.version),
+                    error: state.refused.clone(),
+                }
+            }
+            Err(e) => NormsHealth {
+                status: "failing",
+                version: None,
+                error: Some(e.to_string()),
+            },
+        }
+    }
+}
+
+/// The norms' line in `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NormsHealth {
+    /// `ok`; `stale` while the department's folder holds an edit that does not validate (the
+    /// last good norms stay in use); `failing` when no norms loaded at all (score routes answer
+    /// HTTP 500 naming the file).
+    pub status: &'static str,
+    /// Version of the norms in use: 1 as loaded at start, +1 at each reload that changed them.
+    pub version: Option<u64>,
+    /// Why the folder's content was refused: file, key and problem.
+    pub error: Option<String>,
+}
 
 /// Scoring over the store.
 pub struct Scoring {
-    cfg: ScoreConfig,
     pool: Arc<ReadPool>,
+    norms: Arc<NormsCell>,
     cache: Mutex<HashMap<i32, CachedCard>>,
 }
 
-/// A computed scorecard, when, and under which norms.
+/// A computed scorecard, when, and under which version of the norms.
 struct CachedCard {
     at: Instant,
-    stamp: NormsStamp,
+    norms_version: u64,
     card: Arc<score::CityScorecard>,
 }
 
 impl std::fmt::Debug for Scoring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scoring")
-            .field("cfg", &self.cfg)
+            .field("cfg", &self.norms.cfg)
             .finish_non_exhaustive()
     }
 }
 
 impl Scoring {
-    /// Scoring with `cfg` over `pool`.
+    /// Scoring with `cfg` over `pool`; loads the norms now. A broken norms folder at start is
+    /// logged and reported by every score request until it is fixed (see [`Self::try_new`]).
     pub fn new(cfg: ScoreConfig, pool: Arc<ReadPool>) -> Arc<Self> {
+        let norms = NormsCell::new(cfg);
+        if let Err(e) = norms.current() {
+            tracing::warn!(error = %e, "norms do not load; score requests fail until fixed");
+        }
+        Self::with(norms, pool)
+    }
+
+    /// Like [`Self::new`], but a norms folder that does not load is an error.
+    pub fn try_new(cfg: ScoreConfig, pool: Arc<ReadPool>) -> Result<Arc<Self>, ScoringError> {
+        let norms = NormsCell::new(cfg);
+        norms.current()?;
+        Ok(Self::with(norms, pool))
+    }
+
+    fn with(norms: NormsCell, pool: Arc<ReadPool>) -> Arc<Self> {
         Arc::new(Self {
-            cfg,
             pool,
+            norms: Arc::new(norms),
             cache: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The norms as they stand now.
-    pub fn norms(&self) -> Result<Norms, NormsError> {
-        load_norms(&self.cfg)
+    /// The norms in use (reloaded first if the department's folder changed).
+    pub async fn norms(&self) -> Result<Arc<Norms>, ScoringError> {
+        Ok(self.versioned().await?.norms)
     }
 
-    fn stamp(&self) -> NormsStamp {
-        let Some(dir) = &self.cfg.norms_dir else {
-            return Vec::new();
-        };
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        let mut stamp: NormsStamp = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let meta = e.metadata().ok()?;
-                Some((
-                    e.file_name().to_string_lossy().into_owned(),
-                    meta.len(),
-                    meta.modified().ok(),
-                ))
+    /// The norms' state for `/healthz` (checks the folder, as a score request would).
+    pub async fn norms_health(&self) -> NormsHealth {
+        let cell = Arc::clone(&self.norms);
+        tokio::task::spawn_blocking(move || cell.health())
+            .await
+            .unwrap_or_else(|e| NormsHealth {
+                status: "failing",
+                version: None,
+                error: Some(format!("norms check failed: {e}")),
             })
-            .collect();
-        stamp.sort();
-        stamp
+    }
+
+    async fn versioned(&self) -> Result<Versioned, ScoringError> {
+        let cell = Arc::clone(&self.norms);
+        tokio::task::spawn_blocking(move || cell.current())
+            .await
+            .map_err(|e| ScoringError::Task(format!("norms check failed: {e}")))?
+            .map_err(ScoringError::from)
     }
 
     /// The city scorecard of local `year` (cached for a minute, and recomputed at once when the
-    /// department's norms change).
+    /// norms change).
     pub async fn city(&self, year: i32) -> Result<Arc<score::CityScorecard>, ScoringError> {
-        let stamp = self.stamp();
+        let norms = self.versioned().await?;
         if let Ok(cache) = self.cache.lock() {
             if let Some(c) = cache.get(&year) {
-                if c.at.elapsed() < CACHE_TTL && c.stamp == stamp {
+                if c.at.elapsed() < CACHE_TTL && c.norms_version == norms.version {
                     return Ok(Arc::clone(&c.card));
                 }
             }
         }
-        let norms = self.norms()?;
-        let card = Arc::new(city_scorecard_from(&self.pool, norms, year).await?);
+        let card = Arc::new(city_scorecard_from(&self.pool, (*norms.norms).clone(), year).await?);
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(
                 year,
                 CachedCard {
                     at: Instant::now(),
-                    stamp,
+                    norms_version: norms.version,
                     card: Arc::clone(&card),
                 },
             );
@@ -147,7 +354,7 @@ impl Scoring {
         from: UnixSeconds,
         to: UnixSeconds,
     ) -> Result<score::PostScores, ScoringError> {
-        let norms = self.norms()?;
+        let norms = self.norms().await?;
         let series = self
             .pool
             .run(move |c| {
@@ -171,7 +378,7 @@ impl Scoring {
 
     /// Status of every river post over the last two days.
     pub async fn rivers(&self) -> Result<Vec<score::RiverStatus>, ScoringError> {
-        let norms = self.norms()?;
+        let norms = self.norms().await?;
         let now = calendar::now();
         let series = self
             .pool
@@ -198,39 +405,43 @@ impl Scoring {
         id: String,
         quantity: Quantity,
     ) -> Result<score::ZoneEffect, ScoringError> {
-        let norms = self.norms()?;
-        let (zone, series) = self
+        let norms = self.norms().await?;
+        let row = self
+            .pool
+            .run(move |c| Ok(read::zones(c)?.into_iter().find(|z| z.id == id)))
+            .await?
+            .ok_or_else(|| ScoringError::NotFound("no such zone".into()))?;
+        // The API checks both before storing; a row that fails here was written around it.
+        let start = NaiveDate::parse_from_str(&row.start_date, "%Y-%m-%d").map_err(|_| {
+            ScoringError::Corrupt(format!(
+                "zone {:?}: stored start_date {:?} is not YYYY-MM-DD",
+                row.id, row.start_date
+            ))
+        })?;
+        let zone = score::Zone::from_geojson(&row.id, &row.name, start, &row.geometry.to_string())
+            .map_err(|e| {
+                ScoringError::Corrupt(format!(
+                    "zone {:?}: stored geometry does not parse: {e}",
+                    row.id
+                ))
+            })?;
+        let day0 = LocalDay::of(start).start;
+        let series = self
             .pool
             .run(move |c| {
-                let row = read::zones(c)?.into_iter().find(|z| z.id == id);
-                let Some(row) = row else { return Ok(None) };
-                let start =
-                    NaiveDate::parse_from_str(&row.start_date, "%Y-%m-%d").unwrap_or_default();
-                let day0 = LocalDay::of(start).start;
                 let air: Vec<_> = read::post_descriptors(c)?
                     .into_iter()
                     .filter(|d| d.kind == PostKind::Air)
                     .collect();
-                let series = read::post_series(
+                read::post_series(
                     c,
                     air,
                     &[quantity],
                     day0.offset(-ZONE_WINDOW_DAYS * 86_400),
                     day0.offset(ZONE_WINDOW_DAYS * 86_400),
-                )?;
-                Ok(Some((row, start, series)))
-            })
-            .await?
-            .map(|(row, start, series)| {
-                (
-                    score::Zone::from_geojson(&row.id, &row.name, start, &row.geometry.to_string()),
-                    series,
                 )
             })
-            .ok_or_else(|| ScoringError::NotFound("no such zone".into()))?;
-        let zone = zone.map_err(|e| {
-            ScoringError::Invalid(format!("stored zone geometry does not parse: {e}"))
-        })?;
+            .await?;
         Ok(score::zone::zone_effect_with(
             &zone,
             &series,
@@ -243,11 +454,7 @@ impl Scoring {
 
 /// Norms per `cfg`: shipped files, the department's folder over them, the chosen limit set.
 pub fn load_norms(cfg: &ScoreConfig) -> Result<Norms, NormsError> {
-    let mut norms = Norms::load(score::EMBEDDED, cfg.norms_dir.as_deref())?;
-    if let Some(set) = &cfg.limit_set {
-        norms.select_limit_set(set)?;
-    }
-    Ok(norms)
+    Norms::load_configured(cfg)
 }
 
 /// Reads what a year's scorecard needs (every plan year with data up to `year`, for the
@@ -257,21 +464,36 @@ pub async fn city_scorecard_from(
     norms: Norms,
     year: i32,
 ) -> Result<score::CityScorecard, ScoringError> {
+    let (plan_start, next_year) = year_dates(year)?;
     let now = calendar::now();
     let posts = pool
         .run(move |c| {
-            let to =
-                LocalDay::of(NaiveDate::from_ymd_opt(year + 1, 1, 1).unwrap_or_default()).start;
-            let plan_start = LocalDay::of(
-                NaiveDate::from_ymd_opt(FIRST_PLAN_YEAR.min(year), 1, 1).unwrap_or_default(),
-            )
-            .start;
+            let to = LocalDay::of(next_year).start;
+            let plan_start = LocalDay::of(plan_start).start;
             let from = read::earliest_rollup(c)?.map_or(plan_start, |e| e.max(plan_start));
             let descriptors = read::post_descriptors(c)?;
             read::post_series(c, descriptors, &AIR_QUANTITIES, from, to)
         })
         .await?;
     Ok(score::city_scorecard(&norms, year, &posts, now))
+}
+
+/// 1 January of the plan's first year (or of `year`, if earlier) and of the year after `year`;
+/// a `year` outside [`YEARS`] is refused (chrono's own range ends near 262 000, and a year it
+/// cannot represent must not become 1970's scorecard).
+fn year_dates(year: i32) -> Result<(NaiveDate, NaiveDate), ScoringError> {
+    let refused = || {
+        ScoringError::Invalid(format!(
+            "year must be between {} and {}",
+            YEARS.start(),
+            YEARS.end()
+        ))
+    };
+    if !YEARS.contains(&year) {
+        return Err(refused());
+    }
+    let january_1 = |y: i32| NaiveDate::from_ymd_opt(y, 1, 1).ok_or_else(refused);
+    Ok((january_1(FIRST_PLAN_YEAR.min(year))?, january_1(year + 1)?))
 }
 
 /// Current local year in Almaty.
@@ -342,4 +564,178 @@ pub fn zones_from_file(
                 .map_err(|e| ScoringError::Invalid(format!("{}: {e}", path.display())))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The department raises the PM2.5 daily limit to 45 µg/m³.
+    const PM25_DAILY_45: &str = "[limit_sets.kz_dsm70.substances.pm2_5.daily_mg_m3]\nvalue = 0.045\nsource = \"department decision (test)\"\nstatus = \"unconfirmed\"\n";
+    /// A value that is not a number.
+    const PM25_BROKEN: &str =
+        "[limit_sets.kz_dsm70.substances.pm2_5.daily_mg_m3]\nvalue = \"high\"\n";
+    /// A square around 76.89 E 43.24 N.
+    const SQUARE: &str = r#"{"type":"Polygon","coordinates":[[[76.88,43.23],[76.90,43.23],[76.90,43.25],[76.88,43.25],[76.88,43.23]]]}"#;
+
+    fn with_dir(dir: &Path) -> ScoreConfig {
+        ScoreConfig {
+            norms_dir: Some(dir.to_path_buf()),
+            ..ScoreConfig::default()
+        }
+    }
+
+    fn pm25_daily_ug_m3(norms: &Norms) -> f64 {
+        norms
+            .limit("pm2_5")
+            .and_then(|l| l.daily_ug_m3.as_ref())
+            .unwrap()
+            .value
+    }
+
+    fn loads(cell: &NormsCell) -> u64 {
+        cell.loads.load(Ordering::Relaxed)
+    }
+
+    /// A fresh store; the dir must outlive the pool.
+    fn store() -> (tempfile::TempDir, std::path::PathBuf, Arc<ReadPool>) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = taza_store::config::StoreConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        drop(taza_store::open_writer(&cfg).unwrap());
+        let path = taza_store::db_path(&cfg);
+        let pool = ReadPool::new(&path);
+        (dir, path, pool)
+    }
+
+    #[test]
+    fn a_quiet_norms_folder_is_not_parsed_again_and_an_edit_is_at_the_next_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let cell = NormsCell::new(with_dir(dir.path()));
+        let first = cell.current().unwrap();
+        for _ in 0..5 {
+            assert_eq!(cell.current().unwrap().version, first.version);
+        }
+        assert_eq!(loads(&cell), 1, "an unchanged folder is only listed");
+        // Files the loader ignores (an editor's swap file) are no change either.
+        std::fs::write(dir.path().join(".air.toml.swp"), "x").unwrap();
+        cell.current().unwrap();
+        assert_eq!(loads(&cell), 1);
+
+        std::fs::write(dir.path().join("air.toml"), PM25_DAILY_45).unwrap();
+        let edited = cell.current().unwrap();
+        assert_eq!(loads(&cell), 2);
+        assert_eq!(edited.version, first.version + 1);
+        assert_eq!(pm25_daily_ug_m3(&edited.norms), 45.0);
+        cell.current().unwrap();
+        assert_eq!(loads(&cell), 2);
+        assert_eq!(cell.health().status, "ok");
+    }
+
+    #[test]
+    fn a_broken_norms_edit_keeps_the_last_good_norms_and_says_which_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("air.toml"), PM25_DAILY_45).unwrap();
+        let cell = NormsCell::new(with_dir(dir.path()));
+        let good = cell.current().unwrap();
+
+        std::fs::write(dir.path().join("air.toml"), PM25_BROKEN).unwrap();
+        let kept = cell.current().unwrap();
+        assert_eq!(kept.version, good.version);
+        assert_eq!(pm25_daily_ug_m3(&kept.norms), 45.0);
+        let health = cell.health();
+        assert_eq!(health.status, "stale");
+        assert_eq!(health.version, Some(good.version));
+        let error = health.error.unwrap();
+        assert!(error.contains("air.toml"), "{error}");
+        assert_eq!(
+            loads(&cell),
+            2,
+            "the broken file is parsed once, not per request"
+        );
+
+        // Fixed (here: the override removed): the shipped 35 µg/m³ apply again, as a new version.
+        std::fs::remove_file(dir.path().join("air.toml")).unwrap();
+        let fixed = cell.current().unwrap();
+        assert_eq!(fixed.version, good.version + 1);
+        assert_eq!(pm25_daily_ug_m3(&fixed.norms), 35.0);
+        assert_eq!(
+            cell.health(),
+            NormsHealth {
+                status: "ok",
+                version: Some(fixed.version),
+                error: None
+            }
+        );
+    }
+
+    #[test]
+    fn norms_that_never_loaded_are_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("air.toml"), PM25_BROKEN).unwrap();
+        let cell = NormsCell::new(with_dir(dir.path()));
+        let error = cell.current().unwrap_err().to_string();
+        assert!(error.contains("air.toml"), "{error}");
+        assert_eq!(cell.health().status, "failing");
+    }
+
+    #[tokio::test]
+    async fn the_cached_scorecard_is_reused_until_the_norms_version_changes() {
+        let (_db, _, pool) = store();
+        let dir = tempfile::tempdir().unwrap();
+        let scoring = Scoring::try_new(with_dir(dir.path()), pool).unwrap();
+        let a = scoring.city(2025).await.unwrap();
+        let b = scoring.city(2025).await.unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.limit_set, "kz_dsm70");
+        std::fs::write(
+            dir.path().join("air.toml"),
+            "active_set = \"kz_dsm70_no2_daily_0_1\"\n",
+        )
+        .unwrap();
+        let c = scoring.city(2025).await.unwrap();
+        assert_eq!(c.limit_set, "kz_dsm70_no2_daily_0_1");
+    }
+
+    #[tokio::test]
+    async fn a_year_outside_the_scorecard_range_is_refused_not_scored_as_1970() {
+        let (_db, _, pool) = store();
+        let scoring = Scoring::try_new(ScoreConfig::default(), pool.clone()).unwrap();
+        for year in [999_999, 262_143, 1999, 2101, i32::MAX, i32::MIN] {
+            let city = scoring.city(year).await;
+            assert!(matches!(city, Err(ScoringError::Invalid(_))), "{year}");
+            let report = city_scorecard_from(&pool, Norms::embedded().unwrap(), year).await;
+            assert!(matches!(report, Err(ScoringError::Invalid(_))), "{year}");
+        }
+        assert_eq!(scoring.city(2025).await.unwrap().year, 2025);
+    }
+
+    #[tokio::test]
+    async fn a_stored_zone_whose_start_date_does_not_parse_is_an_error_naming_the_zone() {
+        let (_db, path, pool) = store();
+        let admin = taza_store::admin::AdminWriter::open(&path).unwrap();
+        admin
+            .run(|tx| {
+                let zone = taza_store::admin::NewZone {
+                    id: "centre-lez".into(),
+                    name: "Центр".into(),
+                    start_date: "5 Jan".into(),
+                    geometry: SQUARE.into(),
+                };
+                taza_store::admin::upsert_zone(tx, &zone, "test")
+            })
+            .await
+            .unwrap();
+        let scoring = Scoring::try_new(ScoreConfig::default(), pool).unwrap();
+        let error = scoring
+            .zone_effect("centre-lez".into(), Quantity::No2)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ScoringError::Corrupt(m) if m.contains("centre-lez") && m.contains("5 Jan")),
+            "{error}"
+        );
+    }
 }

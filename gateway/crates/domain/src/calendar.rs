@@ -1,7 +1,7 @@
 //! The city's calendar: hours and local days in Asia/Almaty, where days, months and years are
 //! judged (Kazakhstan moved Almaty from UTC+6 to UTC+5 on 2024-03-01; chrono-tz knows both).
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Asia::Almaty;
 use protocol::UnixSeconds;
 
@@ -12,6 +12,36 @@ pub const CITY_TZ: chrono_tz::Tz = Almaty;
 /// hours are local hours too).
 pub fn hour_start(at: UnixSeconds) -> UnixSeconds {
     UnixSeconds(at.0.div_euclid(3600) * 3600)
+}
+
+/// Seconds [`utc`] keeps inside chrono's range, so that Almaty's local date of the clamped
+/// instant exists too (chrono panics on a local time past its ends).
+const CHRONO_MARGIN_S: i64 = 86_400;
+/// Earliest instant [`utc`] returns.
+const EARLIEST: DateTime<Utc> =
+    match DateTime::from_timestamp(DateTime::<Utc>::MIN_UTC.timestamp() + CHRONO_MARGIN_S, 0) {
+        Some(t) => t,
+        None => DateTime::<Utc>::MIN_UTC,
+    };
+/// Latest instant [`utc`] returns.
+const LATEST: DateTime<Utc> =
+    match DateTime::from_timestamp(DateTime::<Utc>::MAX_UTC.timestamp() - CHRONO_MARGIN_S, 0) {
+        Some(t) => t,
+        None => DateTime::<Utc>::MAX_UTC,
+    };
+
+/// `at` as a chrono instant. chrono's range ends near the years ±262 000, far beyond any reading
+/// or request; an instant past either end is clamped to a day inside it, so it still sorts and
+/// prints on its side of every real time instead of as 1970-01-01.
+fn utc(at: UnixSeconds) -> DateTime<Utc> {
+    if at.0 <= EARLIEST.timestamp() {
+        EARLIEST
+    } else if at.0 >= LATEST.timestamp() {
+        LATEST
+    } else {
+        // In range by the two checks above; the fallback is never taken.
+        DateTime::from_timestamp(at.0, 0).unwrap_or(LATEST)
+    }
 }
 
 /// A local calendar day in Almaty and its bounds as instants.
@@ -28,10 +58,7 @@ pub struct LocalDay {
 impl LocalDay {
     /// The local day containing `at`.
     pub fn containing(at: UnixSeconds) -> Self {
-        let date = DateTime::<Utc>::from_timestamp(at.0, 0)
-            .unwrap_or_default()
-            .with_timezone(&CITY_TZ)
-            .date_naive();
+        let date = utc(at).with_timezone(&CITY_TZ).date_naive();
         Self::of(date)
     }
 
@@ -55,7 +82,8 @@ impl LocalDay {
 
 /// First instant of a local date (the earliest if midnight is ambiguous or skipped).
 fn local_midnight(date: NaiveDate) -> UnixSeconds {
-    let naive = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+    // Midnight exists on every date: `and_time` cannot fail.
+    let naive = date.and_time(NaiveTime::MIN);
     let instant = CITY_TZ
         .from_local_datetime(&naive)
         .earliest()
@@ -85,16 +113,13 @@ pub fn now_ms() -> i64 {
 
 /// Formats an instant as RFC 3339 in UTC.
 pub fn rfc3339(at: UnixSeconds) -> String {
-    DateTime::<Utc>::from_timestamp(at.0, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    utc(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Formats an instant as RFC 3339 in Almaty's local time (`2026-01-15T08:30:00+05:00`), for
 /// people in the city: technicians' reports.
 pub fn rfc3339_local(at: UnixSeconds) -> String {
-    DateTime::<Utc>::from_timestamp(at.0, 0)
-        .unwrap_or_default()
+    utc(at)
         .with_timezone(&CITY_TZ)
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -143,5 +168,23 @@ mod tests {
     fn hours_start_on_the_hour_for_negative_and_positive_times() {
         assert_eq!(hour_start(UnixSeconds(7199)), UnixSeconds(3600));
         assert_eq!(hour_start(UnixSeconds(-1)), UnixSeconds(-3600));
+    }
+
+    #[test]
+    fn instants_beyond_chronos_range_clamp_to_its_ends_instead_of_becoming_1970() {
+        let late = UnixSeconds(i64::MAX);
+        let early = UnixSeconds(i64::MIN);
+        assert!(LocalDay::containing(late).date.year() > 200_000);
+        assert!(LocalDay::containing(early).date.year() < -200_000);
+        assert!(local_year(late) > 200_000);
+        for text in [
+            rfc3339(late),
+            rfc3339_local(late),
+            rfc3339(early),
+            rfc3339_local(early),
+        ] {
+            assert!(!text.starts_with("1970"), "{text}");
+        }
+        assert!(rfc3339(late).starts_with("+262"), "{}", rfc3339(late));
     }
 }

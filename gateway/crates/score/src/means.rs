@@ -215,8 +215,13 @@ pub fn annual_mean(
     rules: &DataCaptureRules,
     now: UnixSeconds,
 ) -> PeriodMean {
-    let first = NaiveDate::from_ymd_opt(year, 1, 1).unwrap_or_default();
-    let end = NaiveDate::from_ymd_opt(year + 1, 1, 1).unwrap_or_default();
+    let first = NaiveDate::from_ymd_opt(year, 1, 1);
+    let end = year
+        .checked_add(1)
+        .and_then(|y| NaiveDate::from_ymd_opt(y, 1, 1));
+    // A year chrono cannot represent (callers bound it: `taza_api::scoring::YEARS`) is an empty
+    // period (no days, no mean, not valid), rather than 1970's.
+    let (first, end) = first.zip(end).unwrap_or((NaiveDate::MIN, NaiveDate::MIN));
     period_mean(
         format!("{year}"),
         days,
@@ -418,5 +423,18 @@ mod tests {
         assert!(a.in_progress);
         assert_eq!((a.valid_days, a.days), (10, 10));
         assert!(a.valid);
+    }
+
+    #[test]
+    fn a_year_chrono_cannot_represent_is_an_empty_period_not_1970_or_a_panic() {
+        let r = DataCaptureRules::default();
+        let now = at("2025-06-01T00:00:00Z");
+        // Days of 1970 must not be counted for a year that has no calendar.
+        let days: Vec<_> = daily_means(&hours(at("1969-12-31T18:00:00Z"), 24 * 3, 7.0), &r);
+        for year in [999_999, i32::MAX, i32::MIN] {
+            let a = annual_mean(&days, year, &r, now);
+            assert_eq!((a.valid_days, a.days, a.mean, a.valid), (0, 0, None, false));
+            assert_eq!(a.period, year.to_string());
+        }
     }
 }

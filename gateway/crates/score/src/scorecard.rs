@@ -185,9 +185,16 @@ fn daily_limit(norms: &Norms, q: Quantity) -> Option<f64> {
 }
 
 fn year_bounds(year: i32) -> (UnixSeconds, UnixSeconds) {
-    let first = chrono::NaiveDate::from_ymd_opt(year, 1, 1).unwrap_or_default();
-    let next = chrono::NaiveDate::from_ymd_opt(year + 1, 1, 1).unwrap_or_default();
-    (LocalDay::of(first).start, LocalDay::of(next).start)
+    let first = chrono::NaiveDate::from_ymd_opt(year, 1, 1);
+    let next = year
+        .checked_add(1)
+        .and_then(|y| chrono::NaiveDate::from_ymd_opt(y, 1, 1));
+    match (first, next) {
+        (Some(first), Some(next)) => (LocalDay::of(first).start, LocalDay::of(next).start),
+        // A year chrono cannot represent (callers bound it: `taza_api::scoring::YEARS`) has an
+        // empty span, so nothing is counted in it, rather than 1970's.
+        _ => (UnixSeconds(0), UnixSeconds(0)),
+    }
 }
 
 /// Daily means of one post's pollutant, computed once and shared by every year's figures.

@@ -181,3 +181,15 @@ fn targets_table_carries_the_plan_values_with_seed_refs() {
     assert_eq!(r2025.value, 5.0);
     assert!(r2025.source.as_deref().unwrap().contains("001:3139-3140"));
 }
+
+#[test]
+fn scorecard_of_a_year_chrono_cannot_represent_is_empty_not_a_panic() {
+    let n = Norms::embedded().unwrap();
+    let start = LocalDay::of(NaiveDate::from_ymd_opt(2023, 1, 1).unwrap()).start;
+    let posts = vec![air_post("alm-a", vec![pm25(hours(start, 48, 30.0))])];
+    let now = parse_rfc3339("2024-06-01T00:00:00Z").unwrap();
+    let card = city_scorecard(&n, i32::MAX, &posts, now);
+    assert!(card.episodes.is_empty());
+    let annual = &card.posts[0].pollutants[0].annual;
+    assert_eq!((annual.days, annual.mean), (0, None));
+}
