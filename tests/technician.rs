@@ -489,5 +489,5 @@ async fn provision_boot_commission_then_broken_sensors_and_foreign_credentials_a
     stop_good.cancel();
     let _ = good_post.await.unwrap();
     shutdown.cancel();
-    gw.wait().await;
+    gw.wait().await.unwrap();
 }

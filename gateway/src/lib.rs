@@ -1,25 +1,28 @@
-//! Taza gateway: MQTT ingest -> SQLite store -> HTTP API.
-//!
-//! Data flows one way through bounded channels (see [`pipeline`]):
-//! `ingest` (rumqttc, manual acks) -> `store::writer` (group commits, rollups) -> acker (PUBACK
-//! after commit) and the live feed -> `api` (axum, SSE). [`start`] wires the stages and is the
-//! only place that spawns them.
+//! Taza gateway: configuration ([`config`]), the wiring of the pipeline crates ([`start`]) and
+//! the one supervisor of their tasks ([`supervisor`]). The stages live in their own crates
+//! (`gateway/ARCHITECTURE.md`); data flows one way through the bounded channels named in
+//! `taza_domain::pipeline`: `taza_ingest` (rumqttc, manual acks) -> `taza_store::writer` (group
+//! commits, rollups) -> acks after commit, the live feed, alerts and the sink -> `taza_api`.
+//! [`start`] is the only place that spawns stages.
 
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
+pub mod supervisor;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use taza_api::tasks::{TaskFailure, TaskHealth};
 use taza_api::telemetry::Metrics;
 use taza_domain::pipeline::{ACK_CHANNEL_CAPACITY, INGEST_CHANNEL_CAPACITY, LIVE_CHANNEL_CAPACITY};
 use taza_domain::registry::Registry;
+
+use crate::supervisor::{StopPhase, Supervisor};
 
 /// Why the gateway could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,9 @@ pub enum RunError {
     /// The InfluxDB sink could not start.
     #[error(transparent)]
     Sink(#[from] taza_sink::SinkError),
+    /// A task stopped while the gateway ran (the gateway stopped with it).
+    #[error("gateway task {} stopped: {}", .0.task, .0.reason)]
+    TaskFailed(TaskFailure),
     /// The HTTP listener or a thread could not start.
     #[error("{context}: {source}")]
     Io {
@@ -67,16 +73,18 @@ pub struct Running {
     broker: (String, u16),
     /// Metrics handle (tests and benchmarks read counters from it).
     pub metrics: Metrics,
-    shutdown: CancellationToken,
-    supervisor: JoinHandle<()>,
+    stop: CancellationToken,
+    supervisor: tokio::task::JoinHandle<Result<(), TaskFailure>>,
 }
 
 impl Running {
     /// Requests shutdown and waits for it: ingest stops, the store commits what it holds,
     /// acknowledgements go out, then HTTP stops.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.wait().await;
+        self.stop.cancel();
+        if let Err(e) = self.wait().await {
+            tracing::error!(error = %e, "gateway stopped after a failure");
+        }
     }
 
     /// Host and port of the broker, for clients that publish beside the gateway (the demo
@@ -85,16 +93,33 @@ impl Running {
         self.broker.clone()
     }
 
-    /// Waits until the gateway has stopped (after the shutdown token is cancelled).
-    pub async fn wait(self) {
-        if let Err(e) = self.supervisor.await {
-            tracing::error!(error = %e, "gateway supervisor failed");
+    /// Cancelled when the gateway begins to stop: on shutdown, or by the supervisor when a task
+    /// failed (then [`Running::wait`] returns that failure).
+    pub fn stopping(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Waits until the gateway has stopped; the error names the task whose failure stopped it.
+    pub async fn wait(self) -> Result<(), RunError> {
+        match self.supervisor.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(failure)) => Err(RunError::TaskFailed(failure)),
+            Err(e) => Err(RunError::TaskFailed(TaskFailure {
+                task: "supervisor",
+                reason: e.to_string(),
+            })),
         }
     }
 }
 
 /// Starts every stage. Cancelling `shutdown` stops them in order.
+///
+/// Everything that can fail and leaves nothing running (config, store, registry, norms, zones,
+/// TLS files, the HTTP and guard listeners) is done first. Then the stages start, the embedded
+/// broker last (rumqttd cannot be stopped once started); if one of those fails, what already
+/// started is stopped before the error returns. From then on one [`Supervisor`] owns every task.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, RunError> {
+    // -- Fallible, nothing running yet.
     config.validate()?;
     let mut conn = taza_store::open_writer(&config.store)?;
     {
@@ -119,75 +144,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         config.store.default_cadence,
         config.mqtt.allow_unregistered,
     )?;
-    let metrics = Metrics::new();
-    let (endpoint, mqtt_addr, broker) =
-        connect_broker(&config, &registry, &metrics, &shutdown).await?;
-
-    let (inbound_tx, inbound_rx) = mpsc::channel(INGEST_CHANNEL_CAPACITY);
-    let (ack_tx, ack_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
-    let (live_tx, _) = broadcast::channel(LIVE_CHANNEL_CAPACITY);
-    let (alert_tx, alert_rx) = mpsc::channel(taza_alert::ALERT_CHANNEL_CAPACITY);
-    let taza_alert::Running {
-        shared: alerts,
-        evaluator,
-        deliverer,
-    } = taza_alert::spawn(
-        config.alert.clone(),
-        &taza_store::db_path(&config.store),
-        registry.clone(),
-        config.store.default_cadence,
-        metrics.delivery.clone(),
-        alert_rx,
-        shutdown.clone(),
-    )?;
-    // They stop with the shutdown token; the outbox keeps whatever is undelivered.
-    drop((evaluator, deliverer));
-
-    // Before the writer: a missing token file stops the start here, with nothing yet queued.
-    let sink = match &config.sink.influxdb {
-        Some(influx) => Some(taza_sink::spawn(
-            influx.clone(),
-            &taza_store::db_path(&config.store),
-            metrics.sink.clone(),
-            shutdown.clone(),
-        )?),
-        None => None,
-    };
-    let writer = taza_store::writer::spawn(
-        conn,
-        taza_store::writer::WriterContext {
-            registry: registry.clone(),
-            metrics: metrics.store.clone(),
-            raw_retention: config.store.raw_retention,
-            shutdown: shutdown.clone(),
-            alerts: Some(alert_tx),
-            sink_enabled: config.sink.influxdb.is_some(),
-        },
-        inbound_rx,
-        ack_tx,
-        live_tx.clone(),
-    )
-    .map_err(|source| RunError::Io {
-        context: "starting store writer",
-        source,
-    })?;
-    // It stops with the shutdown token; retained configs stay with the broker.
-    drop(taza_registry::config_push::spawn(
-        config.mqtt.clone(),
-        endpoint.clone(),
-        registry.clone(),
-        shutdown.clone(),
-    ));
-    let ingest = taza_ingest::spawn(
-        config.mqtt.clone(),
-        endpoint,
-        registry.clone(),
-        metrics.ingest.clone(),
-        inbound_tx,
-        ack_rx,
-        shutdown.clone(),
-    );
-
+    let ranges =
+        taza_registry::commission::PlausibleRanges::shipped().map_err(|e| RunError::Io {
+            context: "reading commissioning/plausible.toml",
+            source: std::io::Error::other(e),
+        })?;
+    let broker_plan = plan_broker(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .map_err(|source| RunError::Io {
@@ -198,19 +160,77 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         context: "HTTP listener",
         source,
     })?;
-    let http_stop = CancellationToken::new();
-
+    let db = taza_store::db_path(&config.store);
+    let admin = taza_store::admin::AdminWriter::open(&db)?;
+    let pool = taza_store::ReadPool::new(&db);
     // A broken department norms folder is reported now, not at the first request.
-    taza_api::scoring::load_norms(&config.score).map_err(taza_api::scoring::ScoringError::from)?;
-    let pool = taza_store::ReadPool::new(&taza_store::db_path(&config.store));
-    drop(taza_registry::refresh::spawn(
-        registry.clone(),
-        pool.clone(),
-        shutdown.clone(),
-    )); // it stops with the shutdown token
+    let scoring = taza_api::scoring::Scoring::try_new(config.score.clone(), pool.clone())?;
+    let metrics = Metrics::new();
+    let tasks = TaskHealth::default();
+
+    // -- Stages that can still fail to start: on failure, stop what started.
+    let stop = shutdown.child_token();
+    let http_stop = CancellationToken::new();
+    let mut supervisor = Supervisor::new(stop.clone(), http_stop.clone(), tasks.clone());
+    let (inbound_tx, inbound_rx) = mpsc::channel(INGEST_CHANNEL_CAPACITY);
+    let (ack_tx, ack_rx) = mpsc::channel(ACK_CHANNEL_CAPACITY);
+    let (live_tx, _) = broadcast::channel(LIVE_CHANNEL_CAPACITY);
+    let started = start_stages(
+        &config,
+        &registry,
+        &metrics,
+        &stop,
+        &mut supervisor,
+        conn,
+        inbound_rx,
+        ack_tx,
+        live_tx.clone(),
+        broker_plan,
+    )
+    .await;
+    let (alerts, (endpoint, mqtt_addr, broker)) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            stop.cancel();
+            // Let what started see the cancellation and stop (a failed start must not leave a
+            // half-running gateway behind).
+            let _ = supervisor.run(config.api.shutdown_deadline).await;
+            return Err(e);
+        }
+    };
+
+    // -- Infallible from here: spawn the rest under the supervisor.
+    supervisor.adopt(
+        "config publisher",
+        StopPhase::Rest,
+        taza_registry::config_push::spawn(
+            config.mqtt.clone(),
+            endpoint.clone(),
+            registry.clone(),
+            stop.clone(),
+        ),
+    );
+    supervisor.adopt(
+        "ingest",
+        StopPhase::Ingest,
+        taza_ingest::spawn(
+            config.mqtt.clone(),
+            endpoint,
+            registry.clone(),
+            metrics.ingest.clone(),
+            inbound_tx,
+            ack_rx,
+            stop.clone(),
+        ),
+    );
+    supervisor.adopt(
+        "registry refresh",
+        StopPhase::Rest,
+        taza_registry::refresh::spawn(registry.clone(), pool.clone(), stop.clone()),
+    );
     let app = taza_api::router(taza_api::AppState {
-        scoring: taza_api::scoring::Scoring::new(config.score.clone(), pool.clone()),
-        admin: taza_store::admin::AdminWriter::open(&taza_store::db_path(&config.store))?,
+        scoring,
+        admin,
         pool,
         metrics: metrics.clone(),
         live: live_tx,
@@ -221,15 +241,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             broker: taza_registry::provision::post_broker(&config.provision, &config.mqtt),
             topic_prefix: config.mqtt.topic_prefix.clone(),
             default_cadence: config.store.default_cadence,
-            ranges: std::sync::Arc::new(
-                taza_registry::commission::PlausibleRanges::shipped().map_err(|e| {
-                    RunError::Io {
-                        context: "reading commissioning/plausible.toml",
-                        source: std::io::Error::other(e),
-                    }
-                })?,
-            ),
+            ranges: std::sync::Arc::new(ranges),
         }),
+        tasks,
         shutdown: http_stop.clone(),
     });
     // Live events are small writes: without TCP_NODELAY, Nagle plus the client's delayed ACK
@@ -237,49 +251,111 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let listener = axum::serve::ListenerExt::tap_io(listener, |s| {
         let _ = s.set_nodelay(true);
     });
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(http_stop.clone().cancelled_owned())
-            .into_future(),
+    let server = axum::serve(listener, app).with_graceful_shutdown(http_stop.cancelled_owned());
+    supervisor.adopt(
+        "http server",
+        StopPhase::Http,
+        tokio::spawn(async move {
+            if let Err(e) = server.into_future().await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }),
     );
     tracing::info!(%http_addr, mqtt = %mqtt_addr, "gateway started");
-
-    let deadline = config.api.shutdown_deadline;
-    let checkpointer =
-        taza_store::checkpoint::spawn(taza_store::db_path(&config.store), shutdown.clone())
-            .map_err(|source| RunError::Io {
-                context: "starting the checkpointer",
-                source,
-            })?;
-    drop(checkpointer); // it stops by itself with the shutdown token
-    let supervisor = tokio::spawn(supervise(
-        shutdown.clone(),
-        deadline,
-        ingest,
-        writer,
-        sink,
-        http_stop,
-        server,
-    ));
+    let supervisor = tokio::spawn(supervisor.run(config.api.shutdown_deadline));
     Ok(Running {
         http_addr,
         mqtt_addr,
         broker,
         metrics,
-        shutdown,
+        stop,
         supervisor,
     })
 }
 
-/// Where ingest connects, what to print as the broker's address, and where posts beside the
-/// gateway (the demo fleet) publish: the external broker, or the embedded one (behind its guard
-/// when `embedded_auth` is on).
-async fn connect_broker(
+type Started = (
+    std::sync::Arc<taza_alert::Shared>,
+    (taza_ingest::Endpoint, String, (String, u16)),
+);
+
+/// The stages whose start can fail, each adopted by `supervisor` as it starts; the embedded
+/// broker last.
+#[allow(clippy::too_many_arguments)]
+async fn start_stages(
     config: &Config,
     registry: &Registry,
     metrics: &Metrics,
-    shutdown: &CancellationToken,
-) -> Result<(taza_ingest::Endpoint, String, (String, u16)), RunError> {
+    stop: &CancellationToken,
+    supervisor: &mut Supervisor,
+    conn: rusqlite::Connection,
+    inbound_rx: mpsc::Receiver<taza_domain::pipeline::Inbound>,
+    ack_tx: mpsc::Sender<taza_domain::pipeline::AckToken>,
+    live_tx: taza_domain::pipeline::LiveSender,
+    broker_plan: BrokerPlan,
+) -> Result<Started, RunError> {
+    let db = taza_store::db_path(&config.store);
+    let (alert_tx, alert_rx) = mpsc::channel(taza_alert::ALERT_CHANNEL_CAPACITY);
+    let taza_alert::Running {
+        shared: alerts,
+        evaluator,
+        deliverer,
+    } = taza_alert::spawn(
+        config.alert.clone(),
+        &config.score,
+        &db,
+        registry.clone(),
+        config.store.default_cadence,
+        metrics.delivery.clone(),
+        alert_rx,
+        stop.clone(),
+    )?;
+    supervisor.adopt("alert evaluator", StopPhase::Rest, evaluator);
+    supervisor.adopt("alert delivery", StopPhase::Rest, deliverer);
+    // Before the writer: a missing token file stops the start here, with nothing yet queued.
+    if let Some(influx) = &config.sink.influxdb {
+        let sink = taza_sink::spawn(influx.clone(), &db, metrics.sink.clone(), stop.clone())?;
+        supervisor.adopt("influxdb sink", StopPhase::Sink, sink);
+    }
+    let writer = taza_store::writer::spawn(
+        conn,
+        taza_store::writer::WriterContext {
+            registry: registry.clone(),
+            metrics: metrics.store.clone(),
+            raw_retention: config.store.raw_retention,
+            shutdown: stop.clone(),
+            alerts: Some(alert_tx),
+            sink_enabled: config.sink.influxdb.is_some(),
+        },
+        inbound_rx,
+        ack_tx,
+        live_tx,
+    )
+    .map_err(|source| RunError::Io {
+        context: "starting store writer",
+        source,
+    })?;
+    supervisor.adopt_thread("store writer", StopPhase::Writer, writer);
+    let checkpointer =
+        taza_store::checkpoint::spawn(db, stop.clone()).map_err(|source| RunError::Io {
+            context: "starting the checkpointer",
+            source,
+        })?;
+    supervisor.adopt_thread("checkpointer", StopPhase::Rest, checkpointer);
+    let broker = start_broker(config, broker_plan, registry, metrics, stop, supervisor).await?;
+    Ok((alerts, broker))
+}
+
+/// What [`plan_broker`] prepared: an external broker's endpoint, or the embedded broker's
+/// listener for its guard.
+enum BrokerPlan {
+    External(taza_ingest::Endpoint, String, (String, u16)),
+    Embedded,
+    Guarded(tokio::net::TcpListener),
+}
+
+/// The fallible half of connecting to the broker that starts nothing: TLS files, the guard's
+/// listening socket.
+async fn plan_broker(config: &Config) -> Result<BrokerPlan, RunError> {
     if let Some(b) = &config.mqtt.broker {
         let credentials = b.username.clone().map(|u| {
             (
@@ -302,8 +378,31 @@ async fn connect_broker(
             tls,
         };
         let broker = (b.host.clone(), b.port);
-        return Ok((endpoint, b.to_string(), broker));
+        return Ok(BrokerPlan::External(endpoint, b.to_string(), broker));
     }
+    if !config.mqtt.embedded_auth {
+        return Ok(BrokerPlan::Embedded);
+    }
+    let listener = tokio::net::TcpListener::bind(config.mqtt.listen)
+        .await
+        .map_err(|source| taza_ingest::broker::BrokerError::Bind {
+            addr: config.mqtt.listen,
+            source,
+        })?;
+    Ok(BrokerPlan::Guarded(listener))
+}
+
+/// Where ingest connects, what to print as the broker's address, and where posts beside the
+/// gateway (the demo fleet) publish: the external broker, or the embedded one (behind its guard
+/// when `embedded_auth` is on).
+async fn start_broker(
+    config: &Config,
+    plan: BrokerPlan,
+    registry: &Registry,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+    supervisor: &mut Supervisor,
+) -> Result<(taza_ingest::Endpoint, String, (String, u16)), RunError> {
     let start = |listen| async move {
         tokio::task::spawn_blocking(move || taza_ingest::broker::start(listen))
             .await
@@ -313,39 +412,41 @@ async fn connect_broker(
             })?
             .map_err(RunError::from)
     };
-    if !config.mqtt.embedded_auth {
-        let addr = start(config.mqtt.listen).await?;
-        let endpoint = taza_ingest::Endpoint {
-            host: addr.ip().to_string(),
-            port: addr.port(),
-            credentials: None,
-            tls: None,
-        };
-        let broker = (endpoint.host.clone(), addr.port());
-        return Ok((endpoint, addr.to_string(), broker));
-    }
+    let listener = match plan {
+        BrokerPlan::External(endpoint, shown, broker) => return Ok((endpoint, shown, broker)),
+        BrokerPlan::Embedded => {
+            let addr = start(config.mqtt.listen).await?;
+            let endpoint = taza_ingest::Endpoint {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                credentials: None,
+                tls: None,
+            };
+            let broker = (endpoint.host.clone(), addr.port());
+            return Ok((endpoint, addr.to_string(), broker));
+        }
+        BrokerPlan::Guarded(listener) => listener,
+    };
     // rumqttd on a loopback port only the gateway uses; posts reach it through the guard.
-    let inner = start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let listener = tokio::net::TcpListener::bind(config.mqtt.listen)
-        .await
-        .map_err(|source| taza_ingest::broker::BrokerError::Bind {
-            addr: config.mqtt.listen,
-            source,
-        })?;
     let outer = listener.local_addr().map_err(|source| RunError::Io {
         context: "embedded broker guard",
         source,
     })?;
-    drop(taza_ingest::broker::guard::spawn(
-        listener,
-        inner,
-        taza_ingest::broker::guard::Policy {
-            prefix: config.mqtt.topic_prefix.clone(),
-            registry: registry.clone(),
-            metrics: metrics.ingest.clone(),
-        },
-        shutdown.clone(),
-    )); // it stops with the shutdown token
+    let inner = start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    supervisor.adopt(
+        "broker guard",
+        StopPhase::Rest,
+        taza_ingest::broker::guard::spawn(
+            listener,
+            inner,
+            taza_ingest::broker::guard::Policy {
+                prefix: config.mqtt.topic_prefix.clone(),
+                registry: registry.clone(),
+                metrics: metrics.ingest.clone(),
+            },
+            stop.clone(),
+        ),
+    );
     tracing::info!(%outer, "embedded broker requires post credentials");
     let endpoint = taza_ingest::Endpoint {
         host: inner.ip().to_string(),
@@ -358,38 +459,4 @@ async fn connect_broker(
         outer.to_string(),
         (outer.ip().to_string(), outer.port()),
     ))
-}
-
-/// Waits for shutdown, then stops the stages in data-flow order under `deadline`.
-async fn supervise(
-    shutdown: CancellationToken,
-    deadline: Duration,
-    ingest: JoinHandle<()>,
-    writer: std::thread::JoinHandle<()>,
-    sink: Option<JoinHandle<()>>,
-    http_stop: CancellationToken,
-    server: JoinHandle<std::io::Result<()>>,
-) {
-    shutdown.cancelled().await;
-    if tokio::time::timeout(deadline, ingest).await.is_err() {
-        tracing::warn!("ingest did not stop within the deadline");
-    }
-    let joined = tokio::task::spawn_blocking(move || writer.join());
-    if tokio::time::timeout(deadline, joined).await.is_err() {
-        tracing::warn!("store writer did not stop within the deadline");
-    }
-    // After the writer, so its last commit is in the sink's final flush.
-    if let Some(sink) = sink {
-        if tokio::time::timeout(deadline, sink).await.is_err() {
-            tracing::warn!("InfluxDB sink did not stop within the deadline");
-        }
-    }
-    http_stop.cancel();
-    match tokio::time::timeout(deadline, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
-        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
-        Err(_) => tracing::warn!("HTTP server did not stop within the deadline"),
-    }
-    tracing::info!("gateway stopped");
 }

@@ -8,6 +8,7 @@ mod posts_cli;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use taza_gateway::config::Config;
+#[cfg(feature = "demo")]
 use taza_gateway::demo;
 use taza_ingest::config::BrokerUrl;
 use tokio_util::sync::CancellationToken;
@@ -100,11 +101,14 @@ fn main() -> anyhow::Result<()> {
     if cli.allow_unregistered {
         config.mqtt.allow_unregistered = true;
     }
+    #[cfg(feature = "demo")]
     let demo = cli.demo.then_some(demo::DemoOptions {
         seed: cli.demo_seed,
         backfill_days: cli.demo_days,
     });
+    #[cfg(feature = "demo")]
     let fleet = demo.as_ref().map(demo::fleet);
+    #[cfg(feature = "demo")]
     if let Some(fleet) = &fleet {
         // The fleet's posts join the registry, unless the config already lists them.
         for entry in demo::registry_entries(fleet, demo::cadence()) {
@@ -112,6 +116,12 @@ fn main() -> anyhow::Result<()> {
                 config.posts.push(entry);
             }
         }
+    }
+    #[cfg(not(feature = "demo"))]
+    if cli.demo {
+        anyhow::bail!(
+            "this gateway was built without the demo fleet: run `cargo run -p gateway --features demo -- --demo`"
+        );
     }
     match cli.command {
         Some(Command::Config) => {
@@ -131,12 +141,14 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
+        #[cfg(feature = "demo")]
         let prefix = config.mqtt.topic_prefix.clone();
         let running = taza_gateway::start(config, shutdown.clone()).await?;
         println!(
             "Taza gateway: http://{}  mqtt://{}",
             running.http_addr, running.mqtt_addr
         );
+        #[cfg(feature = "demo")]
         let fleet_task = match (demo, fleet) {
             (Some(options), Some(fleet)) => {
                 let (host, port) = running.broker_endpoint();
@@ -145,14 +157,24 @@ fn main() -> anyhow::Result<()> {
             }
             _ => None,
         };
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        running.stop().await;
+        let stopping = running.stopping();
+        tokio::select! {
+            () = wait_for_signal() => {
+                tracing::info!("shutting down");
+                shutdown.cancel();
+            }
+            // The supervisor stops the gateway when one of its tasks fails.
+            () = stopping.cancelled() => {}
+        }
+        let outcome = running.wait().await;
+        shutdown.cancel();
+        #[cfg(feature = "demo")]
         if let Some(task) = fleet_task {
             // The fleet stops with the shutdown token and logs its report.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(12), task).await;
         }
-        anyhow::Ok(())
+        // A task failure exits non-zero, so systemd or Kubernetes restarts the gateway.
+        outcome.map_err(anyhow::Error::from)
     })
 }
 

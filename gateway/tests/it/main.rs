@@ -23,4 +23,5 @@ mod health;
 mod replicas;
 mod scores;
 mod sink;
+mod start;
 mod technician_cli;

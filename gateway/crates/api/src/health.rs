@@ -1,6 +1,8 @@
-//! `GET /healthz`: can the gateway ingest, and are its outputs keeping up. Reads a `SELECT 1`
-//! through the read pool, the MQTT connection and sink state from [`Metrics`], and the `outbox`
-//! table's counts per alert channel. Makes no network call (probes hit it every few seconds).
+//! `GET /healthz`: can the gateway ingest, and are its outputs keeping up. Pings the store
+//! through the read pool ([`taza_store::ping`]), reads the MQTT connection and sink state from
+//! [`Metrics`], the `outbox` table's counts per alert channel, and the norms' state from
+//! [`crate::scoring::Scoring::norms_health`] (which also notices an edited norms folder). Makes no
+//! network call (probes hit it every few seconds).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -28,8 +30,11 @@ struct ChannelHealth {
 /// sink, alert channels) degrades to HTTP 200 with `"status": "degraded"`: the readings are safe
 /// in SQLite and queued, and restarting the gateway (what a failing probe leads to) would not
 /// bring InfluxDB or an SMTP relay back. Body: `store`, `mqtt`, `sink` (see
-/// [`taza_sink::SinkHealth`]) and `channels` (per channel: pending, retrying, dead, last
-/// delivery error).
+/// [`taza_sink::SinkHealth`]), `channels` (per channel: pending, retrying, dead, last
+/// delivery error) and `norms` ([`crate::scoring::NormsHealth`]: a department norms edit that
+/// does not validate is `"stale"`, with the file and key, and degrades the gateway while the
+/// last good norms stay in use), `task` (the supervisor's first failed task, while the gateway
+/// stops because of it: 503).
 pub(super) async fn healthz(State(s): State<AppState>) -> Response {
     let listed: Vec<(Channel, bool)> = Channel::ALL
         .into_iter()
@@ -38,7 +43,7 @@ pub(super) async fn healthz(State(s): State<AppState>) -> Response {
     let checked = s
         .pool
         .run(move |c| {
-            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+            taza_store::ping(c)?;
             let mut channels = Vec::new();
             for (channel, configured) in listed {
                 let backlog = outbox::backlog(c, channel)?;
@@ -49,9 +54,15 @@ pub(super) async fn healthz(State(s): State<AppState>) -> Response {
             Ok(channels)
         })
         .await;
-    let store_ok = checked.is_ok();
+    let (store_ok, checked) = match checked {
+        Ok(channels) => (true, channels),
+        Err(e) => {
+            // The body says only "failing" (no internal detail); the log says why.
+            tracing::warn!(error = %e, "healthz: the store does not answer");
+            (false, Vec::new())
+        }
+    };
     let channels: Vec<ChannelHealth> = checked
-        .unwrap_or_default()
         .into_iter()
         .map(|(channel, configured, backlog)| ChannelHealth {
             channel,
@@ -66,8 +77,11 @@ pub(super) async fn healthz(State(s): State<AppState>) -> Response {
         .collect();
     let mqtt_ok = s.metrics.mqtt_connected();
     let sink = s.metrics.sink().health(taza_domain::calendar::now());
-    let degraded = sink.status != "ok" || channels.iter().any(|c| c.status != "ok");
-    let (code, status) = if !(store_ok && mqtt_ok) {
+    let norms = s.scoring.norms_health().await;
+    let degraded =
+        sink.status != "ok" || channels.iter().any(|c| c.status != "ok") || norms.status != "ok";
+    let failed_task = s.tasks.failure();
+    let (code, status) = if !(store_ok && mqtt_ok) || failed_task.is_some() {
         (StatusCode::SERVICE_UNAVAILABLE, "failing")
     } else if degraded {
         (StatusCode::OK, "degraded")
@@ -80,6 +94,8 @@ pub(super) async fn healthz(State(s): State<AppState>) -> Response {
         "mqtt": if mqtt_ok { "connected" } else { "disconnected" },
         "sink": sink,
         "channels": channels,
+        "norms": norms,
+        "task": failed_task,
     });
     (code, Json(body)).into_response()
 }

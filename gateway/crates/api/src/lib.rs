@@ -11,6 +11,7 @@ mod health;
 mod posts;
 mod scores;
 pub mod scoring;
+pub mod tasks;
 pub mod telemetry;
 
 use std::convert::Infallible;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub registry: taza_domain::registry::Registry,
     /// Provisioning and commissioning settings.
     pub technician: Arc<TechnicianContext>,
+    /// Tasks the supervisor saw fail (for `/healthz`).
+    pub tasks: crate::tasks::TaskHealth,
     /// Cancelled when HTTP stops, so open SSE streams end and graceful shutdown can finish.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
