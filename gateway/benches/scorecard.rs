@@ -69,6 +69,7 @@ fn series(q: Quantity, start: UnixSeconds, hours: i64, rng: &mut Rng) -> Quantit
         });
     }
     QuantitySeries {
+        days: Vec::new(),
         quantity: q,
         hourly,
         twenty_minute: twenty,

@@ -220,3 +220,93 @@ async fn scores_follow_the_departments_norms_and_zones_need_an_operator() {
     assert_eq!(rivers, serde_json::json!([]), "no river posts registered");
     gateway.running.stop().await;
 }
+
+/// `hours` hourly PM2.5 means of `value` ending at the given hours after local midnight of
+/// 2025-03-10 (hour h covers h-1..h).
+fn hours_of_march_10(
+    post_id: &str,
+    hours: std::ops::RangeInclusive<i64>,
+    value: f64,
+) -> Vec<(String, Vec<u8>)> {
+    let start =
+        taza_domain::calendar::LocalDay::of(chrono::NaiveDate::from_ymd_opt(2025, 3, 10).unwrap())
+            .start;
+    let readings: Vec<Measurement> = hours
+        .map(|h| Measurement {
+            quantity: Quantity::Pm2_5,
+            value,
+            at: UnixSeconds(start.0 + h * 3600),
+            flags: QaFlags::NONE,
+            window_s: Some(3600),
+        })
+        .collect();
+    vec![(telemetry_topic(post_id), cbor(post_id, &readings))]
+}
+
+fn march_mean(card: &serde_json::Value) -> serde_json::Value {
+    let post = &card["posts"][0];
+    let pm = post["pollutants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["quantity"] == "pm2_5")
+        .unwrap();
+    pm["monthly"][2]["mean"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_reading_for_a_past_day_changes_the_scorecard_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), vec![air_post("almaty-001")], None);
+    let gateway = start_gateway(config).await;
+    let addr = gateway.running.http_addr;
+    // 18 hours of 20 µg/m³: a valid day (18 valid hours), so March's mean is 20.
+    publish_all(
+        gateway.mqtt_port,
+        hours_of_march_10("almaty-001", 1..=18, 20.0),
+    )
+    .await;
+    wait_until("18 hours stored", Duration::from_secs(10), || async {
+        metric(addr, "taza_store_readings_stored_total").await == 18.0
+    })
+    .await;
+    let card = get_json(addr, "/api/v1/scores/city?year=2025").await;
+    assert_eq!(march_mean(&card), 20.0, "{}", card["posts"]);
+
+    // The other six hours arrive late (a post back from an outage), at 80: the day's mean is
+    // (18·20 + 6·80) / 24 = 35, and the very next request says so (no cache lifetime to wait).
+    publish_all(
+        gateway.mqtt_port,
+        hours_of_march_10("almaty-001", 19..=24, 80.0),
+    )
+    .await;
+    wait_until("24 hours stored", Duration::from_secs(10), || async {
+        metric(addr, "taza_store_readings_stored_total").await == 24.0
+    })
+    .await;
+    let card = get_json(addr, "/api/v1/scores/city?year=2025").await;
+    assert_eq!(march_mean(&card), 35.0, "{}", card["posts"]);
+
+    // The multi-year view reads the same aggregates.
+    let years = get_json(addr, "/api/v1/scores/city?from_year=2024&to_year=2026").await;
+    let years = years["years"].as_array().unwrap();
+    assert_eq!(
+        years
+            .iter()
+            .map(|y| y["year"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [2024, 2025, 2026]
+    );
+    let pm_2025 = years[1]["posts"][0]["pollutants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["quantity"] == "pm2_5")
+        .unwrap()
+        .clone();
+    assert_eq!(pm_2025["annual"]["valid_days"], 1, "{pm_2025}");
+    assert_eq!(pm_2025["annual"]["mean"], 35.0, "{pm_2025}");
+    let (status, _) = http_get(addr, "/api/v1/scores/city?from_year=2026&to_year=2024").await;
+    assert_eq!(status, 400);
+    gateway.running.stop().await;
+}

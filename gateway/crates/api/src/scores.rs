@@ -40,6 +40,9 @@ impl From<ScoringError> for ApiError {
 #[serde(deny_unknown_fields)]
 pub(super) struct YearQuery {
     year: Option<i32>,
+    /// With `to_year`: the multi-year view, one summary per local year.
+    from_year: Option<i32>,
+    to_year: Option<i32>,
     /// `summary`: city values, level, ИЗА and trajectory only (no per-post tables), for
     /// overview pages that must stay light.
     view: Option<String>,
@@ -138,6 +141,25 @@ pub(super) async fn city(
             )))
         }
     };
+    match (q.from_year, q.to_year, q.year) {
+        (Some(from_year), Some(to_year), None) => {
+            // Years are checked against `scoring::YEARS` (HTTP 400 outside it).
+            let cards = s.scoring.city_years(from_year, to_year).await?;
+            let years: Vec<CitySummary<'_>> = cards.iter().map(CitySummary::of).collect();
+            return Ok(Json(serde_json::json!({
+                "from_year": from_year,
+                "to_year": to_year,
+                "years": years,
+            }))
+            .into_response());
+        }
+        (None, None, _) => {}
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give year, or from_year and to_year together".into(),
+            ))
+        }
+    }
     // The year is checked against `scoring::YEARS` (HTTP 400 outside it).
     let year = q.year.unwrap_or_else(scoring::current_year);
     let card = s.scoring.city(year).await?;
@@ -498,6 +520,7 @@ mod tests {
                 critical_level: None,
             },
             series: vec![QuantitySeries {
+                days: Vec::new(),
                 quantity: protocol::Quantity::Pm2_5,
                 hourly,
                 twenty_minute: vec![],

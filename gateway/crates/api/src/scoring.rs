@@ -17,7 +17,7 @@ use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use chrono::NaiveDate;
 use protocol::{PostId, Quantity, UnixSeconds};
@@ -43,7 +43,8 @@ pub const RIVER_QUANTITIES: [Quantity; 6] = [
 pub const YEARS: RangeInclusive<i32> = 2000..=2100;
 /// How long a city scorecard is reused before it is computed again (for new data; changed
 /// norms invalidate it at once through their version).
-const CACHE_TTL: Duration = Duration::from_secs(60);
+/// Most years one multi-year request may ask for (beyond: several requests).
+const MAX_YEARS_AT_ONCE: i32 = 30;
 /// First year of the city plan's trajectory.
 const FIRST_PLAN_YEAR: i32 = 2019;
 /// Days of history a zone effect looks at on each side of the zone's start.
@@ -254,12 +255,15 @@ pub struct Scoring {
     pool: Arc<ReadPool>,
     norms: Arc<NormsCell>,
     cache: Mutex<HashMap<i32, CachedCard>>,
+    /// Moves each time a refresh recomputed day aggregates (a reading changed some day).
+    data_version: AtomicU64,
 }
 
-/// A computed scorecard, when, and under which version of the norms.
+/// A computed scorecard, and the versions of the norms and the data it was computed from.
 struct CachedCard {
-    at: Instant,
     norms_version: u64,
+    /// [`Scoring::data_version`] when computed.
+    data_version: u64,
     card: Arc<score::CityScorecard>,
 }
 
@@ -294,6 +298,7 @@ impl Scoring {
             pool,
             norms: Arc::new(norms),
             cache: Mutex::new(HashMap::new()),
+            data_version: AtomicU64::new(0),
         })
     }
 
@@ -322,29 +327,68 @@ impl Scoring {
             .map_err(ScoringError::from)
     }
 
-    /// The city scorecard of local `year` (cached for a minute, and recomputed at once when the
-    /// norms change).
+    /// The city scorecard of local `year`, from the day aggregates. Cached until the data or
+    /// the norms change: each request first brings the aggregates up to date (cheap when no
+    /// reading committed since), and a cached card is reused only while neither moved.
     pub async fn city(&self, year: i32) -> Result<Arc<score::CityScorecard>, ScoringError> {
+        year_dates(year)?;
         let norms = self.versioned().await?;
+        let data_version = self.refresh_aggregates(&norms.norms).await?;
         if let Ok(cache) = self.cache.lock() {
             if let Some(c) = cache.get(&year) {
-                if c.at.elapsed() < CACHE_TTL && c.norms_version == norms.version {
+                if c.norms_version == norms.version && c.data_version == data_version {
                     return Ok(Arc::clone(&c.card));
                 }
             }
         }
-        let card = Arc::new(city_scorecard_from(&self.pool, (*norms.norms).clone(), year).await?);
+        let card = Arc::new(
+            city_scorecards_from_aggregates(&self.pool, (*norms.norms).clone(), year, year)
+                .await?
+                .pop()
+                .ok_or_else(|| ScoringError::Task("no scorecard computed".into()))?,
+        );
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(
                 year,
                 CachedCard {
-                    at: Instant::now(),
                     norms_version: norms.version,
+                    data_version,
                     card: Arc::clone(&card),
                 },
             );
         }
         Ok(card)
+    }
+
+    /// City scorecards of every local year in `from_year..=to_year` from one read of the day
+    /// aggregates (the multi-year view and the dashboard's trajectory).
+    pub async fn city_years(
+        &self,
+        from_year: i32,
+        to_year: i32,
+    ) -> Result<Vec<score::CityScorecard>, ScoringError> {
+        if from_year > to_year || to_year - from_year > MAX_YEARS_AT_ONCE {
+            return Err(ScoringError::Invalid(format!(
+                "from_year must not be after to_year, and at most {} years at once",
+                MAX_YEARS_AT_ONCE + 1
+            )));
+        }
+        year_dates(from_year)?;
+        year_dates(to_year)?;
+        let norms = self.versioned().await?;
+        self.refresh_aggregates(&norms.norms).await?;
+        city_scorecards_from_aggregates(&self.pool, (*norms.norms).clone(), from_year, to_year)
+            .await
+    }
+
+    /// Recomputes the day aggregates that readings changed since the last call; returns the
+    /// data version (moves whenever aggregates changed).
+    async fn refresh_aggregates(&self, norms: &Arc<Norms>) -> Result<u64, ScoringError> {
+        let changed = refresh_aggregates(self.pool.path(), Arc::clone(norms)).await?;
+        if changed > 0 {
+            self.data_version.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(self.data_version.load(Ordering::Relaxed))
     }
 
     /// Scores of one post over `[from, to)`.
@@ -464,18 +508,86 @@ pub async fn city_scorecard_from(
     norms: Norms,
     year: i32,
 ) -> Result<score::CityScorecard, ScoringError> {
-    let (plan_start, next_year) = year_dates(year)?;
+    year_dates(year)?;
+    let norms = Arc::new(norms);
+    refresh_aggregates(pool.path(), Arc::clone(&norms)).await?;
+    city_scorecards_from_aggregates(pool, (*norms).clone(), year, year)
+        .await?
+        .pop()
+        .ok_or_else(|| ScoringError::Task("no scorecard computed".into()))
+}
+
+/// Brings the store's day aggregates up to date under `norms` (on the blocking pool, through
+/// its own write connection); returns how many days were recomputed.
+pub async fn refresh_aggregates(db: &Path, norms: Arc<Norms>) -> Result<usize, ScoringError> {
+    let db = db.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = taza_store::open_connection(&db).map_err(StoreError::from)?;
+        let rules = norms.capture_rules();
+        let fingerprint = score::days::fingerprint(&norms);
+        let aggregate =
+            |q: Quantity, hourly: &[score::HourlyMean], twenty: &[score::TwentyMinuteMean]| {
+                score::days::day_stats(
+                    hourly,
+                    twenty,
+                    &rules,
+                    score::days::one_time_limit(&norms, q),
+                )
+            };
+        Ok(taza_store::day_scores::refresh(
+            &mut conn,
+            &fingerprint,
+            &aggregate,
+        )?)
+    })
+    .await
+    .map_err(|e| ScoringError::Task(format!("refreshing day aggregates failed: {e}")))?
+}
+
+/// Scorecards of `from_year..=to_year` from the day aggregates (which the caller refreshed):
+/// the aggregates of every day from the plan's first year, the 20-minute detail of days that
+/// reach a ВЗ multiple (episodes), and the last day of hourly means (comparison views).
+async fn city_scorecards_from_aggregates(
+    pool: &Arc<ReadPool>,
+    norms: Norms,
+    from_year: i32,
+    to_year: i32,
+) -> Result<Vec<score::CityScorecard>, ScoringError> {
+    let (plan_start, _) = year_dates(from_year)?;
+    let (_, next_year) = year_dates(to_year)?;
     let now = calendar::now();
+    let norms = Arc::new(norms);
+    let read_norms = Arc::clone(&norms);
     let posts = pool
         .run(move |c| {
-            let to = LocalDay::of(next_year).start;
-            let plan_start = LocalDay::of(plan_start).start;
-            let from = read::earliest_rollup(c)?.map_or(plan_start, |e| e.max(plan_start));
+            let high = read_norms.episodes.high_multiple.value;
+            let limits: Vec<(Quantity, Option<f64>)> = score::days::SCORED
+                .iter()
+                .map(|q| (*q, score::days::one_time_limit(&read_norms, *q)))
+                .collect();
+            let detail = |q: Quantity, d: &score::DayStats| {
+                limits
+                    .iter()
+                    .find(|(lq, _)| *lq == q)
+                    .and_then(|(_, l)| *l)
+                    .is_some_and(|l| score::days::needs_detail(d, l, high))
+            };
             let descriptors = read::post_descriptors(c)?;
-            read::post_series(c, descriptors, &AIR_QUANTITIES, from, to)
+            taza_store::day_scores::day_series(
+                c,
+                descriptors,
+                &score::days::SCORED,
+                plan_start,
+                next_year,
+                // compare_latest reads the 24 hours before the last complete hour.
+                now.offset(-26 * 3600),
+                &detail,
+            )
         })
         .await?;
-    Ok(score::city_scorecard(&norms, year, &posts, now))
+    Ok((from_year..=to_year)
+        .map(|year| score::city_scorecard(&norms, year, &posts, now))
+        .collect())
 }
 
 /// 1 January of the plan's first year (or of `year`, if earlier) and of the year after `year`;

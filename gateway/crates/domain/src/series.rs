@@ -105,8 +105,46 @@ pub struct QuantitySeries {
     pub quantity: Quantity,
     /// Hourly means.
     pub hourly: Vec<HourlyMean>,
-    /// 20-minute means (may be empty when the rollup is not available).
+    /// 20-minute means (may be empty when the rollup is not available). When `days` is set,
+    /// only the detail the aggregates cannot give: the days whose largest 20-minute mean
+    /// reaches a ВЗ multiple (episodes are runs of consecutive buckets).
     pub twenty_minute: Vec<TwentyMinuteMean>,
+    /// Precomputed local-day aggregates (`taza_store::day_scores`). When not empty the
+    /// scorecard takes daily means and one-time statistics from these, and `hourly` need only
+    /// hold the recent hours the comparison views read.
+    #[serde(skip)]
+    pub days: Vec<DayStats>,
+}
+
+/// What the scorecard needs of one local day of one quantity at one post, computed once from
+/// its hourly and 20-minute buckets under the data-capture rules and the one-time limit in force
+/// (`taza_score::day_stats`), and kept up to date as readings commit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DayStats {
+    /// Local date (Asia/Almaty).
+    pub date: NaiveDate,
+    /// First second of the local day.
+    pub start: UnixSeconds,
+    /// Hours the local day has (24; 25 on the day Almaty changed offset).
+    pub hours: u32,
+    /// Hourly buckets present (valid or not); a day without any has no daily mean at all.
+    pub hour_buckets: u32,
+    /// Valid hourly means.
+    pub valid_hours: u32,
+    /// Sum of the valid hourly means, in the quantity's unit.
+    pub sum_valid_hourly: f64,
+    /// Largest valid hourly mean.
+    pub max_valid_hourly: Option<f64>,
+    /// Valid 20-minute means.
+    pub valid_20min: u32,
+    /// 20-minute buckets present but below the capture rule.
+    pub invalid_20min: u32,
+    /// Valid 20-minute means above the one-time limit (ПДК м.р.) in force when computed.
+    pub over_one_time: u32,
+    /// Largest valid 20-minute mean.
+    pub max_20min: Option<f64>,
+    /// Start of that bucket (the first, if several share the maximum).
+    pub max_20min_at: Option<UnixSeconds>,
 }
 
 /// A post with its buckets for the span being scored.

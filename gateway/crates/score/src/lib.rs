@@ -16,6 +16,7 @@
 pub mod air;
 pub mod compare;
 pub mod config;
+pub mod days;
 pub use taza_domain::series as input;
 pub mod means;
 pub mod norms;
@@ -29,8 +30,8 @@ pub use report::{scorecard_csv, scorecard_markdown};
 pub use river::{river_statuses, RiverStatus};
 pub use scorecard::{city_scorecard, post_scores, targets, CityScorecard, PostScores, TargetTable};
 pub use taza_domain::series::{
-    CriticalLevel, HourlyMean, PostDescriptor, PostKind, PostSeries, QuantitySeries, SeasonalLevel,
-    TwentyMinuteMean,
+    CriticalLevel, DayStats, HourlyMean, PostDescriptor, PostKind, PostSeries, QuantitySeries,
+    SeasonalLevel, TwentyMinuteMean,
 };
 pub use zone::{zone_effect, Zone, ZoneEffect};
 

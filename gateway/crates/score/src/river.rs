@@ -354,16 +354,19 @@ mod tests {
         level.extend([120.0, 124.0, 128.0, 132.0]);
         let p = river_post(vec![
             QuantitySeries {
+                days: Vec::new(),
                 quantity: Quantity::DissolvedOxygen,
                 hourly: hours(start, &[5.0; 24]),
                 twenty_minute: vec![],
             },
             QuantitySeries {
+                days: Vec::new(),
                 quantity: Quantity::Ph,
                 hourly: hours(start, &[7.5; 24]),
                 twenty_minute: vec![],
             },
             QuantitySeries {
+                days: Vec::new(),
                 quantity: Quantity::WaterLevel,
                 hourly: hours(start, &level),
                 twenty_minute: vec![],

@@ -210,11 +210,17 @@ fn prepare<'a>(posts: &'a [PostSeries], rules: &DataCaptureRules) -> Vec<Prepare
     for p in posts.iter().filter(|p| p.post.kind == PostKind::Air) {
         for q in SCORED_POLLUTANTS {
             if let Some(s) = p.quantity(q) {
+                // Aggregates when the store has them (the fast path), else the buckets.
+                let days = if s.days.is_empty() {
+                    daily_means(&s.hourly, rules)
+                } else {
+                    crate::days::daily_means_from(&s.days, rules)
+                };
                 out.push(Prepared {
                     post: p,
                     quantity: q,
                     series: s,
-                    days: daily_means(&s.hourly, rules),
+                    days,
                 });
             }
         }
@@ -275,8 +281,9 @@ pub fn city_scorecard(
             let q = prep.quantity;
             let days = days_of_year(&prep.days, year);
             let annual = annual_mean(days, year, &rules, now);
-            let one_time =
-                one_time_limit(norms, q).filter(|_| !prep.series.twenty_minute.is_empty());
+            let has_one_time_data =
+                !prep.series.twenty_minute.is_empty() || !prep.series.days.is_empty();
+            let one_time = one_time_limit(norms, q).filter(|_| has_one_time_data);
             if let Some(limit) = one_time {
                 all_episodes.extend(episodes(
                     &p.post.id,
@@ -302,8 +309,13 @@ pub fn city_scorecard(
                 monthly: monthly_means(days, year, &rules, now),
                 annual,
                 daily_exceedances: daily_limit(norms, q).map(|l| daily_exceedances(days, l)),
-                one_time: one_time
-                    .map(|l| one_time_stats(&prep.series.twenty_minute, from, to, l, &rules)),
+                one_time: one_time.map(|l| {
+                    if prep.series.days.is_empty() {
+                        one_time_stats(&prep.series.twenty_minute, from, to, l, &rules)
+                    } else {
+                        crate::days::one_time_from(&prep.series.days, from, to, l)
+                    }
+                }),
             });
         }
         let si = pollutants

@@ -39,6 +39,7 @@ fn hours(start: UnixSeconds, n: i64, mean: f64) -> Vec<HourlyMean> {
 
 fn pm25(hourly: Vec<HourlyMean>) -> QuantitySeries {
     QuantitySeries {
+        days: Vec::new(),
         quantity: Quantity::Pm2_5,
         hourly,
         twenty_minute: vec![],

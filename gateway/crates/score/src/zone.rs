@@ -382,6 +382,7 @@ mod tests {
                     critical_level: None,
                 },
                 series: vec![QuantitySeries {
+                    days: Vec::new(),
                     quantity: Quantity::No2,
                     hourly,
                     twenty_minute: vec![],

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod alerts;
 pub mod checkpoint;
 pub mod config;
+pub mod day_scores;
 pub mod metrics;
 pub mod outbox;
 pub mod read;
@@ -154,6 +155,11 @@ impl ReadPool {
                 idle.push(conn);
             }
         }
+    }
+
+    /// The database file the pool reads.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Runs `f` on a read connection on the blocking pool.

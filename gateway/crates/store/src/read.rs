@@ -465,6 +465,7 @@ pub fn post_series(
         by_key
             .entry((post, quantity))
             .or_insert_with(|| QuantitySeries {
+                days: Vec::new(),
                 quantity,
                 hourly: Vec::new(),
                 twenty_minute: Vec::new(),

@@ -118,6 +118,8 @@ const MIGRATIONS: &[&[&str]] = &[
     // 6: the registry managed by technicians: full post details, retirement, MQTT credentials
     // and the audit trail.
     &[super::registry::SCHEMA],
+    // 7: local-day aggregates for scoring, marked dirty by triggers on rollup_day.
+    &[crate::day_scores::SCHEMA],
 ];
 
 /// Newest schema version this build knows.
