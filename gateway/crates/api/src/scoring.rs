@@ -850,4 +850,226 @@ mod tests {
             "{error}"
         );
     }
+
+    /// Readings for one post and PM2.5 over a random month of 2025: random times, windows,
+    /// invalidating flags, replays and late arrivals, in random order.
+    fn random_month(seed: u64) -> (chrono::NaiveDate, Vec<taza_domain::pipeline::Reading>) {
+        use protocol::QaFlags;
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let month = rng.u32(1..=12);
+        let first = NaiveDate::from_ymd_opt(2025, month, 1).unwrap();
+        let start = LocalDay::of(first).start;
+        let mut out = Vec::new();
+        for i in 0..rng.usize(1500..4000) {
+            let at = start.offset(rng.i64(1..31 * 1440) * 60);
+            let flags = if rng.u8(..20) == 0 {
+                QaFlags::STUCK
+            } else {
+                QaFlags::NONE
+            };
+            let window_s = [None, Some(60), Some(300), Some(1200), Some(3600)][rng.usize(..5)];
+            let r = taza_domain::pipeline::Reading {
+                quantity: Quantity::Pm2_5,
+                value: rng.f64() * 150.0 + if i % 97 == 0 { 1800.0 } else { 0.0 },
+                at,
+                flags,
+                window_s,
+            };
+            out.push(r);
+            if rng.u8(..15) == 0 {
+                out.push(r); // a replay
+            }
+        }
+        rng.shuffle(&mut out);
+        (first, out)
+    }
+
+    /// The buckets of the stored raw readings, computed here from the rules rollup.rs states
+    /// (a reading covers its window, or the cadence, ending at its time, capped at the bucket),
+    /// independently of the writer's incremental rollups.
+    fn buckets_from_raw(
+        conn: &rusqlite::Connection,
+        cadence_s: i64,
+    ) -> (Vec<score::HourlyMean>, Vec<score::TwentyMinuteMean>) {
+        use std::collections::BTreeMap;
+        let mut stmt = conn
+            .prepare("SELECT at, value, flags, window_s FROM readings WHERE quantity = 'pm2_5'")
+            .unwrap();
+        let rows: Vec<(i64, f64, u16, Option<i64>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut hours: BTreeMap<i64, (f64, i64, u32, f64)> = BTreeMap::new();
+        let mut twenty: BTreeMap<i64, (f64, i64)> = BTreeMap::new();
+        for (at, value, flags, window) in rows {
+            if !protocol::QaFlags(flags).is_valid_for_means() {
+                continue;
+            }
+            let w = window.unwrap_or(cadence_s);
+            let end = at - 1;
+            let h = hours
+                .entry(end.div_euclid(3600) * 3600)
+                .or_insert((0.0, 0, 0, f64::MIN));
+            h.0 += value * w.min(3600) as f64;
+            h.1 += w.min(3600);
+            h.2 += 1;
+            h.3 = h.3.max(value);
+            let t = twenty
+                .entry(end.div_euclid(1200) * 1200)
+                .or_insert((0.0, 0));
+            t.0 += value * w.min(1200) as f64;
+            t.1 += w.min(1200);
+        }
+        (
+            hours
+                .into_iter()
+                .map(|(start, (sum, covered_s, count, max))| score::HourlyMean {
+                    start: UnixSeconds(start),
+                    mean: sum / covered_s as f64,
+                    covered_s,
+                    count,
+                    max,
+                })
+                .collect(),
+            twenty
+                .into_iter()
+                .map(|(start, (sum, covered_s))| score::TwentyMinuteMean {
+                    start: UnixSeconds(start),
+                    mean: sum / covered_s as f64,
+                    covered_s,
+                })
+                .collect(),
+        )
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn day_aggregates_equal_a_recomputation_from_raw_readings_for_random_months() {
+        use taza_domain::pipeline::{AckToken, Inbound, Payload};
+        let norms = Arc::new(Norms::load(score::EMBEDDED, None).unwrap());
+        let rules = norms.capture_rules();
+        let limit = score::days::one_time_limit(&norms, Quantity::Pm2_5);
+        for seed in 0..6u64 {
+            let (_dir, path, pool) = store();
+            let post = PostId::parse("alm-01").unwrap();
+            let mut entry = taza_domain::post::PostEntry::new(
+                post.clone(),
+                taza_domain::post::PostKind::Air,
+                "one",
+                43.2,
+                76.9,
+            );
+            entry.cadence = Some(std::time::Duration::from_secs(60));
+            let registry = taza_domain::registry::Registry::new(
+                &[entry],
+                std::time::Duration::from_secs(60),
+                false,
+            );
+            let conn = taza_store::open_connection(&path).unwrap();
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            let (ack_tx, mut ack_rx) = tokio::sync::mpsc::channel::<AckToken>(64);
+            let writer = taza_store::writer::spawn(
+                conn,
+                taza_store::writer::WriterContext {
+                    registry,
+                    metrics: taza_store::metrics::StoreMetrics::default(),
+                    raw_retention: None,
+                    shutdown: tokio_util::sync::CancellationToken::new(),
+                    alerts: None,
+                    sink_enabled: false,
+                },
+                rx,
+                ack_tx,
+                tokio::sync::broadcast::channel(4).0,
+            )
+            .unwrap();
+            let drain = tokio::spawn(async move { while ack_rx.recv().await.is_some() {} });
+            let (first, readings) = random_month(seed);
+            // Aggregates are refreshed between deliveries too: later readings land in days
+            // already aggregated, as late readings do.
+            for (k, chunk) in readings.chunks(200).enumerate() {
+                tx.send(Inbound {
+                    payload: Payload::Readings {
+                        post: post.clone(),
+                        readings: chunk.to_vec(),
+                    },
+                    ack: AckToken {
+                        packet: None,
+                        connection: 0,
+                    },
+                    received: std::time::Instant::now(),
+                })
+                .await
+                .unwrap();
+                if k % 4 == 1 {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    refresh_aggregates(&path, Arc::clone(&norms)).await.unwrap();
+                }
+            }
+            drop(tx);
+            tokio::task::spawn_blocking(move || writer.join().unwrap())
+                .await
+                .unwrap();
+            drain.await.unwrap();
+            refresh_aggregates(&path, Arc::clone(&norms)).await.unwrap();
+
+            let next = first + chrono::Months::new(2);
+            let stored = pool
+                .run(move |c| {
+                    // The post is in the writer's registry only, not in the `posts` table.
+                    let descriptors = vec![score::PostDescriptor {
+                        id: PostId::parse("alm-01").unwrap(),
+                        kind: PostKind::Air,
+                        lat_deg: 43.2,
+                        lon_deg: 76.9,
+                        district: None,
+                        river: None,
+                        critical_level: None,
+                    }];
+                    let mut series = taza_store::day_scores::day_series(
+                        c,
+                        descriptors,
+                        &[Quantity::Pm2_5],
+                        first,
+                        next,
+                        UnixSeconds(i64::MAX),
+                        &|_, _| false,
+                    )?;
+                    let raw = buckets_from_raw(c, 60);
+                    Ok((series.pop(), raw))
+                })
+                .await
+                .unwrap();
+            let (Some(series), (hourly, twenty)) = stored else {
+                panic!("seed {seed}: no post series")
+            };
+            let stored_days = &series.series[0].days;
+            let expected = score::days::day_stats(&hourly, &twenty, &rules, limit);
+            assert_eq!(stored_days.len(), expected.len(), "seed {seed}");
+            for (s, e) in stored_days.iter().zip(&expected) {
+                let same = s.date == e.date
+                    && s.start == e.start
+                    && s.hours == e.hours
+                    && s.hour_buckets == e.hour_buckets
+                    && s.valid_hours == e.valid_hours
+                    && close(s.sum_valid_hourly, e.sum_valid_hourly)
+                    && s.max_valid_hourly
+                        .zip(e.max_valid_hourly)
+                        .is_none_or(|(a, b)| close(a, b))
+                    && s.max_valid_hourly.is_some() == e.max_valid_hourly.is_some()
+                    && s.valid_20min == e.valid_20min
+                    && s.invalid_20min == e.invalid_20min
+                    && s.over_one_time == e.over_one_time
+                    && s.max_20min
+                        .zip(e.max_20min)
+                        .is_none_or(|(a, b)| close(a, b))
+                    && s.max_20min.is_some() == e.max_20min.is_some();
+                assert!(same, "seed {seed}: stored {s:?}\nrecomputed {e:?}");
+            }
+        }
+    }
 }
