@@ -1,22 +1,39 @@
-//! Benchmark: the city scorecard for a full year of 43 air posts (one per 50 000 people at the
-//! 2022 population, targets.md) with synthetic hourly and 20-minute buckets for pm2_5, pm10 and
-//! no2, built in memory. Prints the median time per scorecard over several runs and the peak
-//! RSS growth while one scorecard is computed (Linux: /proc/self/clear_refs resets the peak).
-//! Run: `cargo bench -p gateway --bench scorecard`.
+//! Benchmark: the city scorecard through the real HTTP API, on a real store.
+//!
+//! Builds a SQLite store with the gateway's own writer (the same group commits, rollups and
+//! day-aggregate triggers as in production): 43 air posts (one per 50 000 people, targets.md) ×
+//! 3 years of 20-minute means of PM2.5, PM10 and NO2, about 10 M readings. Then starts the
+//! release `gateway` binary on it and times, over HTTP:
+//! - the first request after start (the day aggregates computed for every stored day: what a
+//!   store migrated from an earlier release pays once);
+//! - one year's city scorecard uncached (after a late reading into a past day, so the data
+//!   version moved and the aggregates of that day are recomputed first), and cached;
+//! - the three-year view (`from_year`/`to_year`), uncached and cached;
+//! - the post page's data (a month of scores and a week of hourly rollups).
+//!
+//! As the reference in the same run it computes the scorecard the way it was before the day
+//! aggregates: from every hourly and 20-minute bucket read out of the same store.
+//! Run: `cargo bench -p gateway --bench scorecard` (TAZA_BENCH_YEARS, default 3).
+// A benchmark, not a service: anything unexpected ends the run with its message.
+#![allow(clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use protocol::{PostId, Quantity, UnixSeconds};
+use protocol::{PostId, QaFlags, Quantity, UnixSeconds};
 use taza_domain::calendar::LocalDay;
-use taza_score::{
-    city_scorecard, HourlyMean, Norms, PostDescriptor, PostKind, PostSeries, QuantitySeries,
-    TwentyMinuteMean,
-};
+use taza_domain::pipeline::{AckToken, Inbound, Payload, Reading};
+use taza_domain::post::{PostEntry, PostKind as RegistryKind};
+use taza_score::{HourlyMean, Norms, QuantitySeries, TwentyMinuteMean};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const POSTS: usize = 43;
-const YEAR: i32 = 2025;
+const LAST_YEAR: i32 = 2025;
 const RUNS: usize = 9;
+const QUANTITIES: [Quantity; 3] = [Quantity::Pm2_5, Quantity::Pm10, Quantity::No2];
 
 /// xorshift64*: deterministic synthetic noise without a rand dependency.
 struct Rng(u64);
@@ -87,78 +104,359 @@ fn rss_kib(field: &str) -> Option<u64> {
         .ok()
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let norms = Norms::embedded()?;
-    let first = chrono::NaiveDate::from_ymd_opt(YEAR, 1, 1).ok_or("date")?;
-    let start = LocalDay::of(first).start;
-    let hours = 365 * 24;
-    let mut rng = Rng(0x5EED_1234_ABCD_0001);
-    let posts: Vec<PostSeries> = (0..POSTS)
-        .map(|i| -> Result<PostSeries, Box<dyn std::error::Error>> {
-            Ok(PostSeries {
-                post: PostDescriptor {
-                    id: PostId::parse(&format!("alm-{i:02}"))?,
-                    kind: PostKind::Air,
-                    lat_deg: 43.2 + i as f64 * 0.003,
-                    lon_deg: 76.85 + i as f64 * 0.004,
-                    district: None,
-                    river: None,
-                    critical_level: None,
-                },
-                series: [Quantity::Pm2_5, Quantity::Pm10, Quantity::No2]
-                    .into_iter()
-                    .map(|q| series(q, start, hours, &mut rng))
-                    .collect(),
-            })
+fn post_id(i: usize) -> String {
+    format!("alm-{i:02}")
+}
+
+fn entries() -> Vec<PostEntry> {
+    (0..POSTS)
+        .map(|i| {
+            let mut e = PostEntry::new(
+                PostId::parse(&post_id(i)).expect("post id"),
+                RegistryKind::Air,
+                format!("Bench {i}"),
+                43.2 + i as f64 * 0.003,
+                76.85 + i as f64 * 0.004,
+            );
+            e.sensors = QUANTITIES.to_vec();
+            e.cadence = Some(Duration::from_secs(1200));
+            e
         })
-        .collect::<Result<_, _>>()?;
-    let hourly: usize = posts
-        .iter()
-        .flat_map(|p| &p.series)
-        .map(|s| s.hourly.len())
-        .sum();
-    let twenty: usize = posts
-        .iter()
-        .flat_map(|p| &p.series)
-        .map(|s| s.twenty_minute.len())
-        .sum();
-    let now = start.offset(hours * 3600 + 86_400 * 10);
+        .collect()
+}
 
-    // Peak RSS growth of one scorecard: reset the high-water mark, then read it after.
-    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-    let before = rss_kib("VmRSS:");
-    let card = black_box(city_scorecard(&norms, YEAR, black_box(&posts), now));
-    let peak = rss_kib("VmHWM:");
-
-    let mut times = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        let t = Instant::now();
-        black_box(city_scorecard(&norms, YEAR, black_box(&posts), now));
-        times.push(t.elapsed());
+/// Writes `years` of 20-minute means for every post through the store's own writer thread.
+fn build_store(data_dir: &Path, first_year: i32, years: i32) -> usize {
+    let cfg = taza_store::config::StoreConfig {
+        data_dir: data_dir.to_path_buf(),
+        synchronous: taza_store::config::Synchronous::Normal,
+        ..Default::default()
+    };
+    let conn = taza_store::open_writer(&cfg).expect("open store");
+    // The gateway registers the posts from its config file when it starts on this store.
+    let registry =
+        taza_domain::registry::Registry::new(&entries(), Duration::from_secs(1200), false);
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::channel::<AckToken>(4096);
+    let (live, _) = tokio::sync::broadcast::channel(16);
+    let writer = taza_store::writer::spawn(
+        conn,
+        taza_store::writer::WriterContext {
+            registry,
+            metrics: taza_store::metrics::StoreMetrics::default(),
+            raw_retention: None,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            alerts: None,
+            sink_enabled: false,
+        },
+        rx,
+        ack_tx,
+        live,
+    )
+    .expect("writer");
+    let drain = std::thread::spawn(move || while ack_rx.blocking_recv().is_some() {});
+    let start =
+        LocalDay::of(chrono::NaiveDate::from_ymd_opt(first_year, 1, 1).expect("date")).start;
+    let end =
+        LocalDay::of(chrono::NaiveDate::from_ymd_opt(first_year + years, 1, 1).expect("date"))
+            .start;
+    let hours = (end.0 - start.0) / 3600;
+    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    let mut readings = 0;
+    for i in 0..POSTS {
+        let post = PostId::parse(&post_id(i)).expect("post id");
+        let series: Vec<QuantitySeries> = QUANTITIES
+            .iter()
+            .map(|q| series(*q, start, hours, &mut rng))
+            .collect();
+        // One message per 20 minutes with the three pollutants, as a post would send them.
+        for k in 0..series[0].twenty_minute.len() {
+            let batch: Vec<Reading> = series
+                .iter()
+                .map(|s| {
+                    let b = s.twenty_minute[k];
+                    Reading {
+                        quantity: s.quantity,
+                        value: b.mean,
+                        at: b.start.offset(1200),
+                        flags: QaFlags::NONE,
+                        window_s: Some(u32::try_from(b.covered_s).unwrap_or(1200)),
+                    }
+                })
+                .collect();
+            readings += batch.len();
+            tx.blocking_send(Inbound {
+                payload: Payload::Readings {
+                    post: post.clone(),
+                    readings: batch,
+                },
+                ack: AckToken {
+                    packet: None,
+                    connection: 0,
+                },
+                received: Instant::now(),
+            })
+            .expect("writer alive");
+        }
     }
-    times.sort();
-    let median = times.get(RUNS / 2).copied().unwrap_or_default();
-    let json_len = serde_json::to_string(&card)?.len();
+    drop(tx);
+    writer.join().expect("writer thread");
+    drain.join().expect("ack drain");
+    readings
+}
 
-    println!("scorecard: {POSTS} posts x 3 pollutants, year {YEAR}: {hourly} hourly + {twenty} 20-minute buckets");
-    println!(
-        "time per scorecard: median {:.1} ms (min {:.1}, max {:.1}) over {RUNS} runs",
-        median.as_secs_f64() * 1e3,
-        times.first().map_or(0.0, |t| t.as_secs_f64() * 1e3),
-        times.last().map_or(0.0, |t| t.as_secs_f64() * 1e3),
-    );
-    match (reset, before, peak) {
-        (true, Some(b), Some(p)) => println!(
-            "peak RSS growth during one scorecard: {} KiB (RSS before {b} KiB)",
-            p.saturating_sub(b)
-        ),
-        _ => println!("peak RSS growth: unavailable (needs Linux /proc/self/clear_refs)"),
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, usize) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, raw.len())
+}
+
+async fn timed(addr: SocketAddr, path: &str) -> Duration {
+    let t = Instant::now();
+    let (status, _) = http_get(addr, path).await;
+    let d = t.elapsed();
+    assert_eq!(status, 200, "GET {path}");
+    d
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// Publishes one late PM2.5 reading for a day of `LAST_YEAR` (a new time each call) and waits
+/// until the gateway stored it, so the next scorecard request finds the data version moved.
+async fn late_reading(addr: SocketAddr, client: &rumqttc::AsyncClient, stored: &mut f64, n: i64) {
+    let day = LocalDay::of(chrono::NaiveDate::from_ymd_opt(LAST_YEAR, 6, 1).expect("date")).start;
+    let m = protocol::Measurement {
+        quantity: Quantity::Pm2_5,
+        value: 50.0,
+        // Between two 20-minute means: a new reading, not a replay.
+        at: day.offset(n * 1200 + 600),
+        flags: QaFlags::NONE,
+        window_s: Some(60),
+    };
+    let mut buf = vec![0u8; protocol::senml::MAX_PAYLOAD_BYTES];
+    let len = protocol::senml::encode(&PostId::parse(&post_id(0)).expect("id"), &[m], &mut buf)
+        .expect("encode");
+    buf.truncate(len);
+    client
+        .publish(
+            format!("taza/v1/posts/{}/telemetry", post_id(0)),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            buf,
+        )
+        .await
+        .expect("publish");
+    let want = *stored + 1.0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = metric(addr, "taza_store_readings_stored_total").await;
+        if v >= want {
+            *stored = v;
+            return;
+        }
+        assert!(Instant::now() < deadline, "late reading not stored");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+async fn metric(addr: SocketAddr, series: &str) -> f64 {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("read");
+    raw.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let years: i32 = std::env::var("TAZA_BENCH_YEARS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .clamp(1, 10);
+    let first_year = LAST_YEAR - years + 1;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let t = Instant::now();
+    let readings = build_store(&data, first_year, years);
+    let built = t.elapsed();
+    let db_mib = std::fs::metadata(data.join(taza_store::DB_FILE))?.len() as f64 / 1048576.0;
     println!(
-        "result: {} episodes, city ИЗА {:.2}, JSON {} KiB",
-        card.episodes.len(),
-        card.iza.value,
-        json_len / 1024
+        "store: {POSTS} posts x 3 pollutants x {years} years ({first_year}-{LAST_YEAR}) of 20-minute means: {readings} readings, {db_mib:.0} MiB, written by the store writer in {:.1} s ({:.0} readings/s)",
+        built.as_secs_f64(),
+        readings as f64 / built.as_secs_f64()
     );
-    Ok(())
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    // Reference, same store, same process: the scorecard as computed before the day aggregates,
+    // from every hourly and 20-minute bucket of the plan years.
+    let norms = Norms::embedded()?;
+    let pool = taza_store::ReadPool::new(&data.join(taza_store::DB_FILE));
+    let reference = runtime.block_on(async {
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let posts = pool
+                .run(move |c| {
+                    let from =
+                        LocalDay::of(chrono::NaiveDate::from_ymd_opt(2019, 1, 1).expect("date"))
+                            .start;
+                    let to = LocalDay::of(
+                        chrono::NaiveDate::from_ymd_opt(LAST_YEAR + 1, 1, 1).expect("date"),
+                    )
+                    .start;
+                    let d = taza_store::read::post_descriptors(c)?;
+                    taza_store::read::post_series(c, d, &QUANTITIES, from, to)
+                })
+                .await
+                .expect("read buckets");
+            black_box(taza_score::city_scorecard(
+                &norms,
+                LAST_YEAR,
+                &posts,
+                taza_domain::calendar::now(),
+            ));
+            times.push(t.elapsed());
+        }
+        median(times)
+    });
+    println!(
+        "reference (buckets, in process): {:.1} ms per scorecard of {LAST_YEAR}",
+        ms(reference)
+    );
+
+    let http_port = free_port();
+    let mqtt_port = free_port();
+    let http: SocketAddr = format!("127.0.0.1:{http_port}").parse()?;
+    let mut toml = format!(
+        "[store]\ndata_dir = \"{}\"\n[api]\nlisten = \"{http}\"\n[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n",
+        data.display()
+    );
+    for e in entries() {
+        toml.push_str(&format!(
+            "\n[[posts]]\nid = \"{}\"\nkind = \"air\"\nname = \"{}\"\nlatitude = {}\nlongitude = {}\nsensors = [\"pm2_5\", \"pm10\", \"no2\"]\ncadence = \"20m\"\n",
+            e.id, e.name, e.latitude, e.longitude
+        ));
+    }
+    let config = dir.path().join("taza.toml");
+    std::fs::write(&config, toml)?;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn()?;
+    let result = runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(http).await.is_err() {
+            assert!(Instant::now() < deadline, "gateway did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut options = rumqttc::MqttOptions::new("bench-late", "127.0.0.1", mqtt_port);
+        options.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
+        tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+
+        let year = format!("/api/v1/scores/city?year={LAST_YEAR}");
+        let span = format!("/api/v1/scores/city?from_year={first_year}&to_year={LAST_YEAR}");
+        let first = timed(http, &year).await;
+        println!("first request after start (day aggregates of every stored day computed): {:.0} ms", ms(first));
+
+        // Where an uncached scorecard's time goes, in this process on the same store: reading the
+        // aggregates (and the last day of hours) versus the engine.
+        let (read_t, engine_t) = {
+            let mut reads = Vec::new();
+            let mut engines = Vec::new();
+            for _ in 0..5 {
+                let t = Instant::now();
+                let posts = pool
+                    .run(move |c| {
+                        let d = taza_store::read::post_descriptors(c)?;
+                        taza_store::day_scores::day_series(
+                            c,
+                            d,
+                            &QUANTITIES,
+                            chrono::NaiveDate::from_ymd_opt(2019, 1, 1).expect("date"),
+                            chrono::NaiveDate::from_ymd_opt(LAST_YEAR + 1, 1, 1).expect("date"),
+                            taza_domain::calendar::now().offset(-26 * 3600),
+                            &|_, _| false,
+                        )
+                    })
+                    .await
+                    .expect("read aggregates");
+                reads.push(t.elapsed());
+                let t = Instant::now();
+                black_box(taza_score::city_scorecard(&norms, LAST_YEAR, &posts, taza_domain::calendar::now()));
+                engines.push(t.elapsed());
+            }
+            (median(reads), median(engines))
+        };
+        println!(
+            "in process: reading the aggregates {:.1} ms, the engine on them {:.1} ms",
+            ms(read_t),
+            ms(engine_t)
+        );
+        let mut stored = metric(http, "taza_store_readings_stored_total").await;
+        let (mut one_cold, mut one_warm, mut all_cold, mut all_warm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for n in 0..RUNS as i64 {
+            late_reading(http, &client, &mut stored, 2 * n).await;
+            one_cold.push(timed(http, &year).await);
+            one_warm.push(timed(http, &year).await);
+            late_reading(http, &client, &mut stored, 2 * n + 1).await;
+            all_cold.push(timed(http, &span).await);
+            all_warm.push(timed(http, &span).await);
+        }
+        let post = post_id(1);
+        let month = format!("/api/v1/scores/posts/{post}?from={LAST_YEAR}-12-01T00:00:00%2B05:00&to={}-01-01T00:00:00%2B05:00", LAST_YEAR + 1);
+        let week = format!("/api/v1/posts/{post}/rollups?quantity=pm2_5&period=hour&from={LAST_YEAR}-12-24T00:00:00%2B05:00");
+        let mut page = Vec::new();
+        for _ in 0..RUNS {
+            page.push(timed(http, &month).await + timed(http, &week).await);
+        }
+        let (one_cold, one_warm, all_cold, all_warm, page) =
+            (median(one_cold), median(one_warm), median(all_cold), median(all_warm), median(page));
+        let verdict = |d: Duration, aim_ms: f64| if ms(d) < aim_ms { "met" } else { "MISSED" };
+        println!();
+        println!("| through HTTP (median of {RUNS})                  | ms     | aim     | x reference |");
+        println!("|-----------------------------------------------|--------|---------|-------------|");
+        println!("| city scorecard {LAST_YEAR}, uncached (after a late reading) | {:6.1} | < 50 {} | {:6.3}      |", ms(one_cold), verdict(one_cold, 50.0), ms(one_cold) / ms(reference));
+        println!("| city scorecard {LAST_YEAR}, cached                 | {:6.1} |         | {:6.3}      |", ms(one_warm), ms(one_warm) / ms(reference));
+        println!("| {first_year}-{LAST_YEAR} view, uncached                     | {:6.1} | < 150 {} |             |", ms(all_cold), verdict(all_cold, 150.0));
+        println!("| {first_year}-{LAST_YEAR} view, cached (aggregates read again) | {:6.1} |         |             |", ms(all_warm));
+        println!("| post page data (month of scores + week of hours) | {:6.1} | < 20 {} |             |", ms(page), verdict(page, 20.0));
+        println!("reference: {:.1} ms, the {LAST_YEAR} scorecard from every bucket (before day aggregates), same store", ms(reference));
+        Ok::<(), Box<dyn std::error::Error>>(())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Some(kib) = rss_kib("VmHWM:") {
+        println!("bench process peak RSS: {} MiB", kib / 1024);
+    }
+    result
 }

@@ -43,6 +43,8 @@ pub const RIVER_QUANTITIES: [Quantity; 6] = [
 pub const YEARS: RangeInclusive<i32> = 2000..=2100;
 /// How long a city scorecard is reused before it is computed again (for new data; changed
 /// norms invalidate it at once through their version).
+/// Read connections one scorecard reads the day aggregates over (the machine has 2 cores).
+const READ_PARTS: usize = 2;
 /// Most years one multi-year request may ask for (beyond: several requests).
 const MAX_YEARS_AT_ONCE: i32 = 30;
 /// First year of the city plan's trajectory.
@@ -402,22 +404,23 @@ impl Scoring {
         let series = self
             .pool
             .run(move |c| {
-                let descriptors: Vec<_> = read::post_descriptors(c)?
+                let Some(descriptor) = read::post_descriptors(c)?
                     .into_iter()
-                    .filter(|d| d.id == post)
-                    .collect();
+                    .find(|d| d.id == post)
+                else {
+                    return Ok(None);
+                };
                 // Whole local days around the span, so daily means are judged whole.
                 let (day_from, day_to) = (
                     LocalDay::containing(from).start,
                     LocalDay::containing(to.offset(-1)).end,
                 );
-                read::post_series(c, descriptors, &AIR_QUANTITIES, day_from, day_to)
+                read::one_post_series(c, descriptor, &AIR_QUANTITIES, day_from, day_to).map(Some)
             })
             .await?;
-        let post = series
-            .first()
-            .ok_or_else(|| ScoringError::NotFound("no such registered post".into()))?;
-        Ok(score::post_scores(&norms, post, from, to))
+        let post =
+            series.ok_or_else(|| ScoringError::NotFound("no such registered post".into()))?;
+        Ok(score::post_scores(&norms, &post, from, to))
     }
 
     /// Status of every river post over the last two days.
@@ -557,34 +560,47 @@ async fn city_scorecards_from_aggregates(
     let (_, next_year) = year_dates(to_year)?;
     let now = calendar::now();
     let norms = Arc::new(norms);
-    let read_norms = Arc::clone(&norms);
-    let posts = pool
-        .run(move |c| {
-            let high = read_norms.episodes.high_multiple.value;
-            let limits: Vec<(Quantity, Option<f64>)> = score::days::SCORED
-                .iter()
-                .map(|q| (*q, score::days::one_time_limit(&read_norms, *q)))
-                .collect();
-            let detail = |q: Quantity, d: &score::DayStats| {
-                limits
+    let descriptors = pool.run(read::post_descriptors).await?;
+    // The read dominates (some 150 000 aggregate rows for the plan years): split the posts over
+    // READ_PARTS read connections, each on its own blocking thread.
+    let per_part = descriptors.len().div_ceil(READ_PARTS).max(1);
+    let mut parts = Vec::new();
+    for chunk in descriptors.chunks(per_part) {
+        let chunk = chunk.to_vec();
+        let read_norms = Arc::clone(&norms);
+        let pool = Arc::clone(pool);
+        parts.push(async move {
+            pool.run(move |c| {
+                let high = read_norms.episodes.high_multiple.value;
+                let limits: Vec<(Quantity, Option<f64>)> = score::days::SCORED
                     .iter()
-                    .find(|(lq, _)| *lq == q)
-                    .and_then(|(_, l)| *l)
-                    .is_some_and(|l| score::days::needs_detail(d, l, high))
-            };
-            let descriptors = read::post_descriptors(c)?;
-            taza_store::day_scores::day_series(
-                c,
-                descriptors,
-                &score::days::SCORED,
-                plan_start,
-                next_year,
-                // compare_latest reads the 24 hours before the last complete hour.
-                now.offset(-26 * 3600),
-                &detail,
-            )
-        })
-        .await?;
+                    .map(|q| (*q, score::days::one_time_limit(&read_norms, *q)))
+                    .collect();
+                let detail = |q: Quantity, d: &score::DayStats| {
+                    limits
+                        .iter()
+                        .find(|(lq, _)| *lq == q)
+                        .and_then(|(_, l)| *l)
+                        .is_some_and(|l| score::days::needs_detail(d, l, high))
+                };
+                taza_store::day_scores::day_series(
+                    c,
+                    chunk,
+                    &score::days::SCORED,
+                    plan_start,
+                    next_year,
+                    // compare_latest reads the 24 hours before the last complete hour.
+                    now.offset(-26 * 3600),
+                    &detail,
+                )
+            })
+            .await
+        });
+    }
+    let mut posts = Vec::with_capacity(descriptors.len());
+    for part in futures_util::future::join_all(parts).await {
+        posts.extend(part?);
+    }
     Ok((from_year..=to_year)
         .map(|year| score::city_scorecard(&norms, year, &posts, now))
         .collect())

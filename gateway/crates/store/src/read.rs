@@ -503,6 +503,64 @@ pub fn post_series(
         .collect())
 }
 
+/// One post's hourly and 20-minute buckets of `quantities` in `[from, to)`: primary-key range
+/// reads of that post's series only (a post page must not scan the city's rollups).
+pub fn one_post_series(
+    conn: &Connection,
+    post: taza_domain::series::PostDescriptor,
+    quantities: &[Quantity],
+    from: UnixSeconds,
+    to: UnixSeconds,
+) -> Result<taza_domain::series::PostSeries, StoreError> {
+    use taza_domain::series::{HourlyMean, QuantitySeries, TwentyMinuteMean};
+    let mut hourly_stmt = conn.prepare_cached(
+        "SELECT start, count, weighted_sum, covered_s, max FROM rollup_hour
+         WHERE post = ?1 AND quantity = ?2 AND start >= ?3 AND start < ?4 ORDER BY start",
+    )?;
+    let mut twenty_stmt = conn.prepare_cached(
+        "SELECT start, weighted_sum, covered_s FROM rollup_20min
+         WHERE post = ?1 AND quantity = ?2 AND start >= ?3 AND start < ?4 ORDER BY start",
+    )?;
+    let mut series = Vec::new();
+    for q in quantities {
+        let key = params![post.id.as_str(), q.as_str(), from.0, to.0];
+        let hourly = hourly_stmt
+            .query_map(key, |r| {
+                let covered_s: i64 = r.get(3)?;
+                let weighted_sum: f64 = r.get(2)?;
+                Ok(HourlyMean {
+                    start: UnixSeconds(r.get(0)?),
+                    count: r.get(1)?,
+                    mean: weighted_sum / covered_s.max(1) as f64,
+                    covered_s,
+                    max: r.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let twenty_minute = twenty_stmt
+            .query_map(key, |r| {
+                let covered_s: i64 = r.get(2)?;
+                let weighted_sum: f64 = r.get(1)?;
+                Ok(TwentyMinuteMean {
+                    start: UnixSeconds(r.get(0)?),
+                    mean: weighted_sum / covered_s.max(1) as f64,
+                    covered_s,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        if hourly.is_empty() && twenty_minute.is_empty() {
+            continue;
+        }
+        series.push(QuantitySeries {
+            quantity: *q,
+            hourly,
+            twenty_minute,
+            days: Vec::new(),
+        });
+    }
+    Ok(taza_domain::series::PostSeries { post, series })
+}
+
 /// Start of the earliest hourly rollup, if any.
 pub fn earliest_rollup(conn: &Connection) -> Result<Option<UnixSeconds>, StoreError> {
     Ok(conn
