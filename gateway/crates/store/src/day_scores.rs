@@ -51,13 +51,17 @@ pub const SCHEMA: &str = r#"
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
-    -- A rollup_day upsert is an INSERT (new day) or an UPDATE (a day gaining readings).
+    -- A rollup_day upsert is an INSERT (new day) or an UPDATE (a day gaining readings). Not
+    -- INSERT OR IGNORE: inside a trigger fired by an upsert, the outer statement's conflict
+    -- policy (ABORT) replaces the trigger's, and a second commit into a marked day failed.
     CREATE TRIGGER rollup_day_marks_new AFTER INSERT ON rollup_day
         WHEN new.quantity IN ('pm2_5', 'pm10', 'no2')
-        BEGIN INSERT OR IGNORE INTO day_dirty (post, quantity, day) VALUES (new.post, new.quantity, new.day); END;
+        BEGIN INSERT INTO day_dirty (post, quantity, day) SELECT new.post, new.quantity, new.day
+              WHERE NOT EXISTS (SELECT 1 FROM day_dirty WHERE post = new.post AND quantity = new.quantity AND day = new.day); END;
     CREATE TRIGGER rollup_day_marks_changed AFTER UPDATE ON rollup_day
         WHEN new.quantity IN ('pm2_5', 'pm10', 'no2')
-        BEGIN INSERT OR IGNORE INTO day_dirty (post, quantity, day) VALUES (new.post, new.quantity, new.day); END;
+        BEGIN INSERT INTO day_dirty (post, quantity, day) SELECT new.post, new.quantity, new.day
+              WHERE NOT EXISTS (SELECT 1 FROM day_dirty WHERE post = new.post AND quantity = new.quantity AND day = new.day); END;
     -- Every day already stored is computed at the first refresh.
     INSERT INTO day_dirty (post, quantity, day)
         SELECT post, quantity, day FROM rollup_day WHERE quantity IN ('pm2_5', 'pm10', 'no2');
@@ -141,8 +145,7 @@ fn recompute(
         what,
     };
     let q = Quantity::parse(quantity).ok_or_else(|| corrupt(format!("quantity {quantity:?}")))?;
-    let date =
-        NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|e| corrupt(format!("day: {e}")))?;
+    let date = parse_day(day).ok_or_else(|| corrupt("day is not a YYYY-MM-DD date".into()))?;
     let local = LocalDay::of(date);
     let (hourly, twenty) = buckets(tx, post, quantity, local.start, local.end)?;
     tx.prepare_cached("DELETE FROM day_scores WHERE post = ?1 AND quantity = ?2 AND day = ?3")?
@@ -340,18 +343,83 @@ fn days_of(
     let mut out = Vec::new();
     for row in rows {
         let (label, mut d) = row?;
-        d.date =
-            NaiveDate::parse_from_str(&label, "%Y-%m-%d").map_err(|e| StoreError::Corrupt {
-                table: "day_scores",
-                key: format!("{post}/{}/{label}", q.as_str()),
-                what: format!("day: {e}"),
-            })?;
+        d.date = parse_day(&label).ok_or_else(|| StoreError::Corrupt {
+            table: "day_scores",
+            key: format!("{post}/{}/{label}", q.as_str()),
+            what: "day is not a YYYY-MM-DD date".into(),
+        })?;
         out.push(d);
     }
     Ok(out)
 }
 
+/// `YYYY-MM-DD` without chrono's format machinery: a year's scorecard parses some 150 000 of
+/// these, and the general parser was a visible share of its time.
+fn parse_day(label: &str) -> Option<NaiveDate> {
+    let b = label.as_bytes();
+    if b.len() != 10 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b.get(r)?.iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(5..7)?, num(8..10)?)
+}
+
 /// Days waiting to be recomputed (for `/metrics` and tests).
 pub fn dirty_days(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("SELECT count(*) FROM day_dirty", [], |r| r.get(0))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer's upsert of a day, as rollup.rs issues it.
+    fn upsert_day(conn: &Connection, count: i64) -> rusqlite::Result<usize> {
+        conn.execute(
+            "INSERT INTO rollup_day (post, quantity, day, start, end_at, count, weighted_sum, covered_s, min, max, expected)
+             VALUES ('p', 'pm2_5', '2025-03-10', 0, 86400, ?1, 10.0, 60, 1.0, 1.0, 1440)
+             ON CONFLICT (post, quantity, day) DO UPDATE SET count = count + excluded.count",
+            [count],
+        )
+    }
+
+    #[test]
+    fn a_day_marked_dirty_takes_further_commits_and_is_marked_once() {
+        let conn = crate::schema::in_memory();
+        upsert_day(&conn, 1).unwrap();
+        // Before the trigger guarded its insert, this second commit into a day already marked
+        // failed with a constraint error (the upsert's conflict policy reaches the trigger).
+        upsert_day(&conn, 2).unwrap();
+        upsert_day(&conn, 3).unwrap();
+        assert_eq!(dirty_days(&conn).unwrap(), 1);
+        let count: i64 = conn
+            .query_row("SELECT count FROM rollup_day", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 6);
+    }
+
+    #[test]
+    fn day_labels_parse_as_chrono_would_and_nothing_else_does() {
+        for label in ["2025-01-01", "2024-02-29", "1999-12-31"] {
+            assert_eq!(
+                parse_day(label),
+                NaiveDate::parse_from_str(label, "%Y-%m-%d").ok(),
+                "{label}"
+            );
+        }
+        for bad in [
+            "2025-02-30",
+            "2025-1-01",
+            "20250101xx",
+            "2025-01-0a",
+            "",
+            "2025/01/01",
+        ] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
+    }
 }
