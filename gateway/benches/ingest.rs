@@ -1,6 +1,7 @@
 //! Ingest benchmark: what a bare QoS 1 subscriber receives from a broker, against what the
-//! gateway commits from the same broker and the same publishers; publish-to-commit latency at a
-//! steady rate; the gateway's peak RSS.
+//! gateway commits from the same broker and the same publishers, live and draining a queue
+//! (including a fleet's 24 h backlog after an outage); publish-to-commit latency at a steady
+//! rate; the gateway's peak RSS.
 //!
 //! Run with `cargo bench -p gateway --bench ingest` (see `benches/README.md` for what each figure
 //! means). The gateway runs as its own process (the real `gateway` binary, external-broker mode)
@@ -39,6 +40,12 @@ struct Settings {
     publishers: usize,
     inflight: u16,
     skip_normal: bool,
+    /// Posts of the backlog phase (0 skips it).
+    backlog_posts: u64,
+    /// Hours of one-minute records each of them queued.
+    backlog_hours: u64,
+    /// Where `perf record` writes the gateway's profile of the backlog drain (None: no perf).
+    perf: Option<PathBuf>,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -60,6 +67,11 @@ impl Settings {
             publishers: env_or("TAZA_BENCH_PUBLISHERS", 2),
             inflight: env_or("TAZA_BENCH_INFLIGHT", 1_000),
             skip_normal: env_or("TAZA_BENCH_SKIP_NORMAL", 0u8) == 1,
+            backlog_posts: env_or("TAZA_BENCH_BACKLOG_POSTS", 200),
+            backlog_hours: env_or("TAZA_BENCH_BACKLOG_HOURS", 24),
+            perf: std::env::var_os("TAZA_BENCH_PERF")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
         };
         assert!(
             s.messages > 0 && s.rate > 0 && s.publishers > 0 && s.inflight > 0,
@@ -70,6 +82,16 @@ impl Settings {
 
     fn steady_messages(&self) -> u64 {
         self.rate * self.seconds
+    }
+
+    /// Messages of the backlog phase: one per post and minute.
+    fn backlog_messages(&self) -> u64 {
+        self.backlog_posts * self.backlog_hours * 60
+    }
+
+    /// Posts the gateway's registry holds.
+    fn registered_posts(&self) -> u64 {
+        POSTS.max(self.backlog_posts)
     }
 }
 
@@ -86,6 +108,9 @@ struct Plan {
     base: i64,
     messages: u64,
     steady: u64,
+    backlog_posts: u64,
+    /// Time of the backlog's first record: its records end before `base`.
+    backlog_base: i64,
     /// One reading per quantity, decoded from a JSON pack so that fields this bench does not
     /// set keep the protocol's defaults.
     template: Vec<Measurement>,
@@ -111,10 +136,13 @@ impl Plan {
             QUANTITIES.len(),
             "template has every quantity"
         );
+        let base = now - CADENCE_S * (total / POSTS + 2) as i64;
         Self {
-            base: now - CADENCE_S * (total / POSTS + 2) as i64,
+            base,
             messages: s.messages,
             steady: s.steady_messages(),
+            backlog_posts: s.backlog_posts.max(1),
+            backlog_base: base - CADENCE_S * (s.backlog_hours * 60 + 2) as i64,
             template,
         }
     }
@@ -145,10 +173,26 @@ impl Plan {
         )
     }
 
+    /// Backlog message `seq`: posts take turns (as a fleet replaying its buffers after an
+    /// outage does), each post's records one minute apart, oldest first.
+    fn backlog_message(&self, seq: u64) -> (String, Vec<u8>) {
+        let name = Self::post_name(seq % self.backlog_posts);
+        let at = self.backlog_base + CADENCE_S * (seq / self.backlog_posts) as i64;
+        self.pack(&name, at, seq)
+    }
+
+    fn backlog(&self, messages: u64) -> Vec<(String, Vec<u8>)> {
+        (0..messages).map(|seq| self.backlog_message(seq)).collect()
+    }
+
     /// One SenML CBOR pack from a post: six readings at one time.
     fn message(&self, seq: u64) -> (String, Vec<u8>) {
         let (name, at) = self.key(seq);
-        let post = PostId::parse(&name).expect("bench post ids are valid slugs");
+        self.pack(&name, at, seq)
+    }
+
+    fn pack(&self, name: &str, at: i64, seq: u64) -> (String, Vec<u8>) {
+        let post = PostId::parse(name).expect("bench post ids are valid slugs");
         let wobble = (seq % 17) as f64 * 0.5;
         let values = [
             8.0 + wobble,
@@ -673,7 +717,7 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn start(broker_port: u16, tag: &str, synchronous_normal: bool) -> Self {
+    fn start(broker_port: u16, tag: &str, synchronous_normal: bool, posts: u64) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for the gateway");
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let client_id = unique(&format!("gw-{tag}"));
@@ -682,13 +726,13 @@ impl Gateway {
              [store]\ndata_dir = \"{data}\"\nsynchronous = \"full\"\n\n[api]\nlisten = \"{http}\"\n",
             data = dir.path().join("data").display()
         );
-        for i in 0..POSTS {
+        for i in 0..posts {
             let name = Plan::post_name(i);
             toml.push_str(&format!(
                 "\n[[posts]]\nid = \"{name}\"\nkind = \"air\"\nname = \"Bench {name}\"\n\
                  latitude = {lat:.4}\nlongitude = {lon:.4}\ncadence = \"60s\"\n",
-                lat = 43.20 + i as f64 * 0.002,
-                lon = 76.85 + i as f64 * 0.003,
+                lat = 43.20 + (i % 100) as f64 * 0.002,
+                lon = 76.85 + (i / 100) as f64 * 0.003,
             ));
         }
         let config = dir.path().join("taza.toml");
@@ -989,6 +1033,105 @@ async fn gateway_drain(
     signal(gw.pid(), "CONT");
     let (after, done_at) = wait_stored(gw, before.stored() + n * READINGS_PER_MESSAGE).await;
     let cpu = cpu.finish();
+    let done = (after.stored() - before.stored()) / READINGS_PER_MESSAGE;
+    Throughput {
+        publish_rate: rate(n, flood.all_acked - flood.started),
+        done,
+        rate: rate(done, done_at.saturating_duration_since(started)),
+        cpu,
+        commits: Some(commit_stats(&before, &after)),
+    }
+}
+
+/// A profiler attached to the gateway for one run (`TAZA_BENCH_PERF`).
+struct Perf(Child);
+
+impl Perf {
+    /// `perf record -g -p <pid>` into `out`, if `out` is set and perf starts.
+    fn attach(out: Option<&Path>, pid: u32) -> Option<Self> {
+        let out = out?;
+        let child = Command::new("perf")
+            .args([
+                "record",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "999",
+                "-g",
+                "--call-graph",
+                "dwarf,16384",
+            ])
+            .arg("-o")
+            .arg(out)
+            .arg("-p")
+            .arg(pid.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match child {
+            Ok(c) => {
+                // perf needs a moment to open its buffers before the run starts.
+                std::thread::sleep(Duration::from_millis(500));
+                Some(Self(c))
+            }
+            Err(e) => {
+                println!("      (perf not started: {e})");
+                None
+            }
+        }
+    }
+
+    /// SIGINT (perf writes its file on it) and wait.
+    fn finish(mut self) {
+        signal(self.0.id(), "INT");
+        let _ = self.0.wait();
+    }
+}
+
+/// A 24 h backlog for the bare subscriber: queued at the broker while it is connected but not
+/// polled (more than the socket buffers hold, so the broker queues nearly all of it), then read.
+async fn bare_backlog(broker: &Broker, s: &Settings, plan: &Plan) -> Throughput {
+    let port = broker.port();
+    let n = s.backlog_messages();
+    let mut bare = Bare::connect(port).await;
+    let publishers = Publishers::connect(port, s.publishers, s.inflight).await;
+    let flood = publishers.flood(plan.backlog(n)).await.expect("flood task");
+    let cpu = Cpu::start(vec![broker.cpu_entry(), ("bench", std::process::id())]);
+    let started = Instant::now();
+    let (done, last) = bare.receive(n, |_| {}).await;
+    let cpu = cpu.finish();
+    bare.close(port).await;
+    Throughput {
+        publish_rate: rate(n, flood.all_acked - flood.started),
+        done,
+        rate: rate(done, last.saturating_duration_since(started)),
+        cpu,
+        commits: None,
+    }
+}
+
+/// The same backlog for the gateway: queued while the process is stopped (SIGSTOP, as if the
+/// gateway were down for the day), drained after SIGCONT, timed to the last commit.
+async fn gateway_backlog(broker: &Broker, gw: &Gateway, s: &Settings, plan: &Plan) -> Throughput {
+    let n = s.backlog_messages();
+    let messages = plan.backlog(n);
+    let publishers = Publishers::connect(broker.port(), s.publishers, s.inflight).await;
+    let before = Scrape::take(gw.http).await;
+    signal(gw.pid(), "STOP");
+    let flood = publishers.flood(messages).await.expect("flood task");
+    let perf = Perf::attach(s.perf.as_deref(), gw.pid());
+    let cpu = Cpu::start(vec![
+        ("gateway", gw.pid()),
+        broker.cpu_entry(),
+        ("bench", std::process::id()),
+    ]);
+    let started = Instant::now();
+    signal(gw.pid(), "CONT");
+    let (after, done_at) = wait_stored(gw, before.stored() + n * READINGS_PER_MESSAGE).await;
+    let cpu = cpu.finish();
+    if let Some(perf) = perf {
+        perf.finish();
+    }
     let done = (after.stored() - before.stored()) / READINGS_PER_MESSAGE;
     Throughput {
         publish_rate: rate(n, flood.all_acked - flood.started),
@@ -1330,6 +1473,15 @@ async fn run() {
         s.publishers, s.inflight
     );
     println!("  steady     : {} msg/s for {} s", s.rate, s.seconds);
+    if s.backlog_posts > 0 {
+        println!(
+            "  backlog    : {} posts x {} h of 1-minute records = {} messages ({} readings)",
+            s.backlog_posts,
+            s.backlog_hours,
+            s.backlog_messages(),
+            s.backlog_messages() * READINGS_PER_MESSAGE
+        );
+    }
     println!("  machine    : {cores} core(s), shared by broker, gateway and this bench");
     println!(
         "  gateway    : {} (own process)",
@@ -1337,23 +1489,45 @@ async fn run() {
     );
     println!();
 
+    let nb = s.backlog_messages();
     println!("[1/5] bare subscriber");
     let bare_l = bare_live(&broker, &s, &plan).await;
     print_throughput("live", &bare_l, n);
     let bare_d = bare_drain(&broker, &s, &plan).await;
     print_throughput("drain", &bare_d, n);
+    let bare_b = if nb > 0 {
+        let t = bare_backlog(&broker, &s, &plan).await;
+        print_throughput("backlg", &t, nb);
+        Some(t)
+    } else {
+        None
+    };
 
     println!("[2/5] bare subscriber, steady {} msg/s", s.rate);
     let bare_lat = bare_steady(&broker, &s, &plan).await;
     println!("      {}", bare_lat.line());
 
     println!("[3/5] gateway, synchronous=full");
-    let gw = Gateway::start(port, "full", false);
+    let gw = Gateway::start(port, "full", false, s.registered_posts());
     gw.ready(port, &plan).await;
     let full_l = gateway_live(&broker, &gw, &s, plan.messages(plan.throughput_range(0))).await;
     print_throughput("live", &full_l, n);
     let full_d = gateway_drain(&broker, &gw, &s, plan.messages(plan.throughput_range(1))).await;
     print_throughput("drain", &full_d, n);
+    let full_b = if nb > 0 {
+        let t = gateway_backlog(&broker, &gw, &s, &plan).await;
+        print_throughput("backlg", &t, nb);
+        if let Some(p) = &s.perf {
+            println!(
+                "             perf profile of the backlog drain: {}",
+                p.display()
+            );
+        }
+        Some(t)
+    } else {
+        None
+    };
+    let hwm_3_kb = proc_status_kb(gw.pid(), "VmHWM");
 
     println!("[4/5] gateway, steady {} msg/s, observed on SSE", s.rate);
     let gw_lat = gateway_steady(&broker, &gw, &s, &plan).await;
@@ -1366,7 +1540,7 @@ async fn run() {
         None
     } else {
         println!("[5/5] gateway, TAZA_STORE__SYNCHRONOUS=normal");
-        let gw = Gateway::start(port, "normal", true);
+        let gw = Gateway::start(port, "normal", true, s.registered_posts());
         gw.ready(port, &plan).await;
         let l = gateway_live(&broker, &gw, &s, plan.messages(plan.throughput_range(0))).await;
         print_throughput("live", &l, n);
@@ -1391,57 +1565,72 @@ async fn run() {
         broker.describe()
     );
     println!(
-        "{:<52} {:>12} {:>12}  aim",
-        "throughput (msg/s)", "live", "drain"
+        "{:<52} {:>12} {:>12} {:>12}  aim",
+        "throughput (msg/s)", "live", "drain", "backlog 24h"
     );
-    let pair = |name: &str, live: String, drain: String, aim: &str| {
-        println!("{name:<52} {live:>12} {drain:>12}  {aim}");
+    let row = |name: &str, live: String, drain: String, backlog: String, aim: &str| {
+        println!("{name:<52} {live:>12} {drain:>12} {backlog:>12}  {aim}");
     };
-    pair(
+    let opt = |t: &Option<Throughput>, f: &dyn Fn(&Throughput) -> String| {
+        t.as_ref().map_or("-".to_string(), f)
+    };
+    let backlog_ratio = match (&full_b, &bare_b) {
+        (Some(g), Some(b)) => Some(ratio(g, b)),
+        _ => None,
+    };
+    row(
         "publishers, bare run (all PUBACKs from broker)",
         format!("{:.0}", bare_l.publish_rate),
         format!("{:.0}", bare_d.publish_rate),
+        opt(&bare_b, &|t| format!("{:.0}", t.publish_rate)),
         "",
     );
-    pair(
+    row(
         "1. bare subscriber received",
         format!("{:.0}", bare_l.rate),
         format!("{:.0}", bare_d.rate),
+        opt(&bare_b, &|t| format!("{:.0}", t.rate)),
         "",
     );
-    pair(
+    row(
         "publishers, gateway run",
         format!("{:.0}", full_l.publish_rate),
         format!("{:.0}", full_d.publish_rate),
+        opt(&full_b, &|t| format!("{:.0}", t.publish_rate)),
         "",
     );
-    pair(
+    row(
         "2. gateway committed (synchronous=full)",
         format!("{:.0}", full_l.rate),
         format!("{:.0}", full_d.rate),
+        opt(&full_b, &|t| format!("{:.0}", t.rate)),
         "",
     );
-    pair(
+    row(
         "3. ratio gateway / bare",
         format!("{:.2}", ratio(&full_l, &bare_l)),
         format!("{:.2}", ratio(&full_d, &bare_d)),
+        backlog_ratio.map_or("-".to_string(), |r| format!("{r:.2}")),
         &format!(
-            ">= 0.90 (live: {}; drain: {})",
+            "live >= 0.90 ({}); draining >= 0.50 (drain: {}; backlog: {})",
             verdict(ratio(&full_l, &bare_l) >= 0.9),
-            verdict(ratio(&full_d, &bare_d) >= 0.9)
+            verdict(ratio(&full_d, &bare_d) >= 0.5),
+            backlog_ratio.map_or("not run", |r| verdict(r >= 0.5))
         ),
     );
     if let Some((l, d)) = &normal {
-        pair(
+        row(
             "   gateway committed (synchronous=normal)",
             format!("{:.0}", l.rate),
             format!("{:.0}", d.rate),
+            "-".into(),
             "",
         );
-        pair(
+        row(
             "   ratio gateway (normal) / bare",
             format!("{:.2}", ratio(l, &bare_l)),
             format!("{:.2}", ratio(d, &bare_d)),
+            "-".into(),
             "",
         );
     }
@@ -1481,6 +1670,11 @@ async fn run() {
     println!();
     println!("{:<52} {:>12}", "memory", "");
     println!(
+        "{:<52} {:>12}",
+        "   gateway peak RSS after run 3 (floods, backlog)",
+        mb(hwm_3_kb)
+    );
+    println!(
         "{:<52} {:>12}  < 64 MB ({})",
         "5. gateway peak RSS (VmHWM over runs 3-4)",
         mb(hwm_kb),
@@ -1499,7 +1693,8 @@ async fn run() {
     );
     println!(
         "drain: consumer paused (bare: not polled; gateway: SIGSTOP) while the broker takes all \
-         messages, timed from resume; no publisher competes for CPU."
+         messages, timed from resume; no publisher competes for CPU. backlog 24h: the same with a \
+         fleet's day of one-minute records from every post (see the header)."
     );
     println!(
         "latency: publish = message handed to the publisher's client (paced by tokio interval); \
@@ -1518,6 +1713,12 @@ async fn run() {
         println!(
             "WARNING: the gateway committed only {}/{n} (live) and {}/{n} (drain) within {:?}",
             full_l.done, full_d.done, RUN_TIMEOUT
+        );
+    }
+    if let Some(b) = full_b.as_ref().filter(|b| b.done < nb) {
+        println!(
+            "WARNING: the gateway committed only {}/{nb} of the backlog within {:?}",
+            b.done, RUN_TIMEOUT
         );
     }
     println!("total bench time {:.0} s", started.elapsed().as_secs_f64());

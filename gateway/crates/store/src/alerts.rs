@@ -335,8 +335,10 @@ pub fn covered_daily_means(
 ) -> rusqlite::Result<Vec<(PostId, Quantity, f64)>> {
     let mut out = Vec::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT post, weighted_sum / covered_s FROM rollup_day
-         WHERE day = ?1 AND quantity = ?2 AND covered_s >= ?3 * (end_at - start)",
+        "SELECT s.post, a.weighted_sum / a.covered_s FROM series s CROSS JOIN agg_day a
+         WHERE s.quantity = ?2 AND a.post_key = s.post_key AND a.day = ?1 AND a.series = s.id
+           AND a.covered_s >= ?3 * (a.end_at - a.start)
+         ORDER BY s.post",
     )?;
     for q in quantities {
         let rows = stmt.query_map(params![day, q.as_str(), min_coverage], |r| {

@@ -1,6 +1,16 @@
 //! WAL checkpoints on a thread of their own. The writer connection has automatic checkpoints
 //! off so a group commit never stops to copy the WAL into the database; this thread runs a
 //! PASSIVE checkpoint (which never blocks the writer or readers) every second instead.
+//!
+//! Under a flood the writer commits back to back, so a PASSIVE checkpoint never finds the WAL
+//! fully copied at a moment the writer starts a transaction, and the WAL only grows: every
+//! commit then writes to fresh file blocks, which the kernel must allocate and zero (a third of
+//! the writer's time in a 24 h backlog drain before schema 8, which also wrote ten times the WAL). So when the WAL holds more than
+//! [`RESTART_FRAMES`], the checkpointer asks for a RESTART: it takes the write lock between two
+//! commits, copies the few frames the PASSIVE pass left, and lets the next commit start the WAL
+//! from its beginning again (blocks already in the page cache). It waits at most
+//! [`RESTART_WAIT`] for the writer or for readers, then gives up until the next round, so a long
+//! API read never holds commits back for long.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,6 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the WAL is copied back into the database.
 const EVERY: Duration = Duration::from_secs(1);
+/// WAL frames (pages, 4 KiB) beyond which a checkpoint also restarts the WAL: 32 MiB.
+const RESTART_FRAMES: i64 = 8192;
+/// Longest a RESTART waits for the write lock or for readers.
+const RESTART_WAIT: Duration = Duration::from_millis(100);
 
 /// Starts the checkpointer; it ends after `shutdown`, with a last checkpoint.
 pub fn spawn(
@@ -25,8 +39,18 @@ pub fn spawn(
         };
         loop {
             let stopping = shutdown.is_cancelled();
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+            match checkpoint(&conn, "PASSIVE") {
+                Ok(frames) if frames > RESTART_FRAMES => {
+                    let restarted = conn
+                        .busy_timeout(RESTART_WAIT)
+                        .and_then(|()| checkpoint(&conn, "RESTART"))
+                        .and_then(|f| conn.busy_timeout(crate::BUSY_TIMEOUT).map(|()| f));
+                    if let Err(e) = restarted {
+                        tracing::warn!(error = %e, "WAL restart failed; retrying");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; retrying"),
             }
             if stopping {
                 break;
@@ -34,4 +58,9 @@ pub fn spawn(
             std::thread::sleep(EVERY);
         }
     })
+}
+
+/// Runs `PRAGMA wal_checkpoint(mode)`; returns the frames in the WAL (-1 when not in WAL mode).
+fn checkpoint(conn: &rusqlite::Connection, mode: &str) -> rusqlite::Result<i64> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get(1))
 }

@@ -3,13 +3,15 @@
 //! limit ([`DayStats`]). A year's scorecard reads these (365 rows per series) instead of its
 //! hourly and 20-minute buckets.
 //!
-//! Kept exact by data version, not by time: triggers on `rollup_day` put every (post, quantity,
-//! day) that a commit touches into `day_dirty`, in the same transaction as the readings (so a
-//! late reading for a past day marks that day). [`refresh`] recomputes exactly the dirty days
-//! from their buckets, under a write lock so no commit can slip between reading a day and
-//! clearing its mark. The arithmetic is the scoring engine's (`taza_score::days::day_stats`),
-//! handed in as a function: this crate owns only storage. Aggregates carry the fingerprint of the
-//! rules they were computed under; a different fingerprint recomputes them all.
+//! Kept exact by data version, not by time: every (post, quantity, day) that a commit touches
+//! goes into `day_dirty`, in the same transaction as the readings (so a late reading for a past
+//! day marks that day): by triggers on `rollup_day` in migration 7, by the store writer's
+//! rollup flush since migration 8 moved the rollups to `agg_day` ([`MARKED`]). [`refresh`]
+//! recomputes exactly the dirty days from their buckets, under a write lock so no commit can
+//! slip between reading a day and clearing its mark. The arithmetic is the scoring engine's
+//! (`taza_score::days::day_stats`), handed in as a function: this crate owns only storage.
+//! Aggregates carry the fingerprint of the rules they were computed under; a different
+//! fingerprint recomputes them all.
 
 use chrono::NaiveDate;
 use protocol::{PostId, Quantity, UnixSeconds};
@@ -20,6 +22,10 @@ use taza_domain::calendar::LocalDay;
 use taza_domain::series::{
     DayStats, HourlyMean, PostDescriptor, PostSeries, QuantitySeries, TwentyMinuteMean,
 };
+
+/// The quantities whose touched days are marked: the city scorecard's
+/// (`taza_score::days::SCORED`), as spelled in [`SCHEMA`]'s triggers.
+pub const MARKED: [Quantity; 3] = [Quantity::Pm2_5, Quantity::Pm10, Quantity::No2];
 
 /// Tables and triggers of this module (migration 7). The pollutants marked are the city
 /// scorecard's (`taza_score::days::SCORED`); other quantities have no aggregates.
@@ -189,11 +195,15 @@ fn buckets(
     to: UnixSeconds,
 ) -> Result<(Vec<HourlyMean>, Vec<TwentyMinuteMean>), StoreError> {
     let mut hourly = Vec::new();
+    // A range of the post's part of the table (crate::series).
+    let Some(s) = series(conn, post, quantity)? else {
+        return Ok((hourly, Vec::new()));
+    };
     let mut stmt = conn.prepare_cached(
-        "SELECT start, weighted_sum, covered_s, count, max FROM rollup_hour
-         WHERE post = ?1 AND quantity = ?2 AND start >= ?3 AND start < ?4 ORDER BY start",
+        "SELECT start, weighted_sum, covered_s, count, max FROM agg_hour
+         WHERE post_key = ?1 AND start >= ?3 AND start < ?4 AND series = ?2 ORDER BY start",
     )?;
-    let rows = stmt.query_map(params![post, quantity, from.0, to.0], |r| {
+    let rows = stmt.query_map(params![s.post_key, s.id, from.0, to.0], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, f64>(1)?,
@@ -212,7 +222,7 @@ fn buckets(
             max,
         });
     }
-    let twenty = twenty_minutes(conn, post, quantity, from, to)?;
+    let twenty = twenty_minutes_of(conn, &s, from, to)?;
     Ok((hourly, twenty))
 }
 
@@ -223,11 +233,23 @@ fn twenty_minutes(
     from: UnixSeconds,
     to: UnixSeconds,
 ) -> Result<Vec<TwentyMinuteMean>, StoreError> {
+    match series(conn, post, quantity)? {
+        Some(s) => twenty_minutes_of(conn, &s, from, to),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn twenty_minutes_of(
+    conn: &Connection,
+    s: &crate::series::Series,
+    from: UnixSeconds,
+    to: UnixSeconds,
+) -> Result<Vec<TwentyMinuteMean>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT start, weighted_sum, covered_s FROM rollup_20min
-         WHERE post = ?1 AND quantity = ?2 AND start >= ?3 AND start < ?4 ORDER BY start",
+        "SELECT start, weighted_sum, covered_s FROM agg_20min
+         WHERE post_key = ?1 AND start >= ?3 AND start < ?4 AND series = ?2 ORDER BY start",
     )?;
-    let rows = stmt.query_map(params![post, quantity, from.0, to.0], |r| {
+    let rows = stmt.query_map(params![s.post_key, s.id, from.0, to.0], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, f64>(1)?,
@@ -244,6 +266,17 @@ fn twenty_minutes(
         });
     }
     Ok(out)
+}
+
+/// The series of (`post`, `quantity`), if it has one.
+fn series(
+    conn: &Connection,
+    post: &str,
+    quantity: &str,
+) -> Result<Option<crate::series::Series>, StoreError> {
+    Ok(crate::series::of_post(conn, post, Some(quantity))?
+        .into_iter()
+        .next())
 }
 
 /// A time-weighted mean; NaN (never valid) for a bucket that covers no time.
@@ -377,7 +410,8 @@ pub fn dirty_days(conn: &Connection) -> Result<i64, StoreError> {
 mod tests {
     use super::*;
 
-    /// The writer's upsert of a day, as rollup.rs issues it.
+    /// The writer's upsert of a day, as rollup.rs issued it on schema 7 (since schema 8 it
+    /// writes `agg_day` and marks days itself: `rollup::tests`).
     fn upsert_day(conn: &Connection, count: i64) -> rusqlite::Result<usize> {
         conn.execute(
             "INSERT INTO rollup_day (post, quantity, day, start, end_at, count, weighted_sum, covered_s, min, max, expected)
@@ -389,7 +423,9 @@ mod tests {
 
     #[test]
     fn a_day_marked_dirty_takes_further_commits_and_is_marked_once() {
-        let conn = crate::schema::in_memory();
+        // A store still on schema 7, where the triggers on rollup_day mark the days.
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::schema::migrate_to(&mut conn, 7).unwrap();
         upsert_day(&conn, 1).unwrap();
         // Before the trigger guarded its insert, this second commit into a day already marked
         // failed with a constraint error (the upsert's conflict policy reaches the trigger).

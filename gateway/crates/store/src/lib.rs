@@ -1,7 +1,8 @@
-//! The SQLite store (WAL) in the data dir: raw readings keyed by (post, quantity, time) so
-//! replays are idempotent, hourly and local-day rollups maintained as readings commit, the post
-//! registry and post status, the alert log and outbox ([`alerts`], [`outbox`]) and the sink's
-//! durable queue ([`sink_queue`]). Every SQL statement of the gateway lives in this crate.
+//! The SQLite store (WAL) in the data dir: raw readings keyed by (series, time), a series being
+//! a (post, quantity) with an integer id ([`series`]), so replays are idempotent; hourly,
+//! 20-minute and local-day rollups maintained as readings commit; the post registry and status;
+//! the alert log and outbox ([`alerts`], [`outbox`]) and the sink's durable queue
+//! ([`sink_queue`]). Every SQL statement of the gateway lives in this crate.
 //!
 //! One writer connection lives on a dedicated thread ([`writer`]) and does group commits; the
 //! API reads through a small pool of read-only connections ([`ReadPool`]). Pragmas are set in
@@ -13,11 +14,13 @@ pub mod checkpoint;
 pub mod config;
 pub mod day_scores;
 pub mod metrics;
+mod multirow;
 pub mod outbox;
 pub mod read;
 pub mod registry;
 mod rollup;
 pub mod schema;
+pub mod series;
 pub mod sink_queue;
 pub mod status;
 pub mod writer;
@@ -33,7 +36,7 @@ use crate::config::{StoreConfig, Synchronous};
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "taza.db";
 /// How long a connection waits for a lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read connections kept open between requests.
 const MAX_IDLE_READERS: usize = 8;
 
@@ -93,10 +96,11 @@ pub fn open_writer(cfg: &StoreConfig) -> Result<Connection, StoreError> {
         Synchronous::Normal => "normal",
     };
     conn.pragma_update(None, "synchronous", sync)?;
-    // A 16 MB page cache keeps a group commit's B-tree pages in memory (the 2 MB default spilled
-    // dirty pages mid-transaction), and checkpoints run on their own thread ([`checkpoint`]),
-    // not inside the writer's commits.
-    conn.pragma_update(None, "cache_size", -16_384)?;
+    // An 8 MB page cache holds a group commit's pages: keyed post first, then time ([`series`]),
+    // a commit dirties a page or two per post and table (the old (post, quantity, time) keys
+    // dirtied pages per series and needed 16 MB). The 2 MB default spills under a flood. Checkpoints run on their own thread ([`checkpoint`]), not
+    // inside the writer's commits.
+    conn.pragma_update(None, "cache_size", -8_192)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     schema::migrate(&mut conn)?;
     Ok(conn)

@@ -1,12 +1,16 @@
 //! Queries the API answers from: the registry with each post's status, raw readings, rollups.
 //! Every query is bounded by a time range and a row limit.
+//!
+//! Readings and rollups are keyed post first, then time ([`crate::series`]): a query for one
+//! post or series is a range scan of that post's part of a table; a query for every post is one
+//! such range per post.
 
 use protocol::{PostId, QaFlags, Quantity, UnixSeconds};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::StoreError;
-use taza_domain::calendar::rfc3339;
+use taza_domain::calendar::{rfc3339, LocalDay};
 
 /// A post as the API lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -164,18 +168,27 @@ pub fn readings(
     to: UnixSeconds,
     limit: usize,
 ) -> Result<Vec<ReadingRow>, StoreError> {
+    let Some(post_key) = crate::series::of_post(conn, post.as_str(), None)?
+        .first()
+        .map(|s| s.post_key)
+    else {
+        return Ok(Vec::new());
+    };
     let mut stmt = conn.prepare_cached(
-        "SELECT quantity, at, value, flags FROM readings
-         WHERE post = ?1 AND (?2 IS NULL OR quantity = ?2) AND at >= ?3 AND at < ?4
-         ORDER BY at, quantity LIMIT ?5",
+        "SELECT s.quantity, r.at, r.value, r.flags FROM samples r CROSS JOIN series s
+         WHERE r.post_key = ?1 AND r.bucket >= ?6 AND r.bucket <= ?7 AND r.at >= ?3 AND r.at < ?4
+           AND s.id = r.series AND (?2 IS NULL OR s.quantity = ?2)
+         ORDER BY r.at, s.quantity LIMIT ?5",
     )?;
     let rows = stmt.query_map(
         params![
-            post.as_str(),
+            post_key,
             quantity.map(Quantity::as_str),
             from.0,
             to.0,
-            limit as i64
+            limit as i64,
+            crate::series::bucket_of(from.0),
+            crate::series::bucket_of(to.0.saturating_sub(1))
         ],
         |r| {
             let name: String = r.get(0)?;
@@ -248,21 +261,38 @@ pub fn rollups(
     from: UnixSeconds,
     to: UnixSeconds,
 ) -> Result<Vec<RollupRow>, StoreError> {
-    let sql = match period {
-        Period::Hour => {
-                        "SELECT start, start + 3600, NULL, count, weighted_sum, covered_s, min, max, expected FROM rollup_hour
-             WHERE post = ?1 AND quantity = ?2 AND start > ?3 - 3600 AND start < ?4 ORDER BY start"
-        }
-        Period::Day => {
-                        "SELECT start, end_at, day, count, weighted_sum, covered_s, min, max, expected FROM rollup_day
-             WHERE post = ?1 AND quantity = ?2 AND start > ?3 - 90000 AND end_at > ?3 AND start < ?4
-             ORDER BY start"
-        }
+    let Some(series) = crate::series::of_post(conn, post.as_str(), Some(quantity.as_str()))?
+        .into_iter()
+        .next()
+    else {
+        return Ok(Vec::new());
+    };
+    // Bounds on the key after the post (hour starts; local dates), then the range itself.
+    use rusqlite::types::Value;
+    let (sql, first, last) = match period {
+        Period::Hour => (
+            "SELECT start, start + 3600, NULL, count, weighted_sum, covered_s, min, max, expected
+             FROM agg_hour
+             WHERE post_key = ?1 AND start >= ?5 AND start <= ?6 AND series = ?2
+               AND start > ?3 - 3600 AND start < ?4
+             ORDER BY start",
+            Value::Integer(from.0.saturating_sub(3599)),
+            Value::Integer(to.0.saturating_sub(1)),
+        ),
+        Period::Day => (
+            "SELECT start, end_at, day, count, weighted_sum, covered_s, min, max, expected
+             FROM agg_day
+             WHERE post_key = ?1 AND day >= ?5 AND day <= ?6 AND series = ?2
+               AND start > ?3 - 90000 AND end_at > ?3 AND start < ?4
+             ORDER BY start",
+            Value::Text(day_bound(from.0.saturating_sub(90_000), "0000-01-01")),
+            Value::Text(day_bound(to.0, "9999-12-31")),
+        ),
     };
     let unit = quantity.unit().as_str();
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(
-        params![post.as_str(), quantity.as_str(), from.0, to.0],
+        params![series.post_key, series.id, from.0, to.0, first, last],
         |r| {
             let start: i64 = r.get(0)?;
             let end: i64 = r.get(1)?;
@@ -284,6 +314,17 @@ pub fn rollups(
         },
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The local date containing `at` as stored in `day` (YYYY-MM-DD), or `beyond` when `at` is
+/// outside the years such labels spell (the calendar clamps, and its label would not sort).
+fn day_bound(at: i64, beyond: &str) -> String {
+    let label = LocalDay::containing(UnixSeconds(at)).label();
+    if label.len() == 10 && label.starts_with(|c: char| c.is_ascii_digit()) {
+        label
+    } else {
+        beyond.to_string()
+    }
 }
 
 /// One rollup bucket as the scoring engine takes it: a time-weighted mean with its coverage.
@@ -324,12 +365,16 @@ pub fn buckets(
     to: UnixSeconds,
 ) -> Result<Vec<BucketRow>, StoreError> {
     let table = match resolution {
-        Resolution::TwentyMinutes => "rollup_20min",
-        Resolution::Hour => "rollup_hour",
+        Resolution::TwentyMinutes => "agg_20min",
+        Resolution::Hour => "agg_hour",
     };
+    // One range of each post's part of the table per series of the quantity.
     let sql = format!(
-        "SELECT post, quantity, start, count, weighted_sum, covered_s, max FROM {table}
-         WHERE quantity = ?1 AND start >= ?2 AND start < ?3 ORDER BY post, start"
+        "SELECT s.post, s.quantity, a.start, a.count, a.weighted_sum, a.covered_s, a.max
+         FROM series s CROSS JOIN {table} a
+         WHERE s.quantity = ?1 AND a.post_key = s.post_key AND a.start >= ?2 AND a.start < ?3
+           AND a.series = s.id
+         ORDER BY s.post, a.start"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut out = Vec::new();
@@ -513,17 +558,22 @@ pub fn one_post_series(
     to: UnixSeconds,
 ) -> Result<taza_domain::series::PostSeries, StoreError> {
     use taza_domain::series::{HourlyMean, QuantitySeries, TwentyMinuteMean};
+    // Range scans of the post's part of each table (crate::series).
     let mut hourly_stmt = conn.prepare_cached(
-        "SELECT start, count, weighted_sum, covered_s, max FROM rollup_hour
-         WHERE post = ?1 AND quantity = ?2 AND start >= ?3 AND start < ?4 ORDER BY start",
+        "SELECT start, count, weighted_sum, covered_s, max FROM agg_hour
+         WHERE post_key = ?1 AND start >= ?3 AND start < ?4 AND series = ?2 ORDER BY start",
     )?;
     let mut twenty_stmt = conn.prepare_cached(
-        "SELECT start, weighted_sum, covered_s FROM rollup_20min
-         WHERE post = ?1 AND quantity = ?2 AND start >= ?3 AND start < ?4 ORDER BY start",
+        "SELECT start, weighted_sum, covered_s FROM agg_20min
+         WHERE post_key = ?1 AND start >= ?3 AND start < ?4 AND series = ?2 ORDER BY start",
     )?;
     let mut series = Vec::new();
+    let stored = crate::series::of_post(conn, post.id.as_str(), None)?;
     for q in quantities {
-        let key = params![post.id.as_str(), q.as_str(), from.0, to.0];
+        let Some(s) = stored.iter().find(|s| s.quantity == q.as_str()) else {
+            continue;
+        };
+        let key = params![s.post_key, s.id, from.0, to.0];
         let hourly = hourly_stmt
             .query_map(key, |r| {
                 let covered_s: i64 = r.get(3)?;
@@ -564,22 +614,29 @@ pub fn one_post_series(
 /// Start of the earliest hourly rollup, if any.
 pub fn earliest_rollup(conn: &Connection) -> Result<Option<UnixSeconds>, StoreError> {
     Ok(conn
-        .query_row("SELECT min(start) FROM rollup_hour", [], |r| {
-            r.get::<_, Option<i64>>(0)
-        })?
+        // The first start of each post's part of the table: one primary-key probe each.
+        .query_row(
+            "SELECT min((SELECT min(start) FROM agg_hour WHERE post_key = p.post_key))
+             FROM (SELECT DISTINCT post_key FROM series) p",
+            [],
+            |r| r.get::<_, Option<i64>>(0),
+        )?
         .map(UnixSeconds))
 }
 
 /// The newest reading of every (post, quantity), for maps and live panels on first load.
 pub fn latest(conn: &Connection) -> Result<Vec<serde_json::Value>, StoreError> {
-    // One primary-key probe per series: the series come from the (small) daily rollup table.
-    let mut stmt = conn.prepare_cached(
+    // One primary-key probe per series that has daily rollups (as when the series were taken
+    // from rollup_day): its newest reading, if not pruned.
+    let mut stmt = conn.prepare_cached(concat!(
         "SELECT s.post, s.quantity, r.at, r.value, r.flags
-         FROM (SELECT DISTINCT post, quantity FROM rollup_day) s
-         JOIN readings r ON r.post = s.post AND r.quantity = s.quantity
-          AND r.at = (SELECT max(at) FROM readings WHERE post = s.post AND quantity = s.quantity)
-         ORDER BY s.post, s.quantity",
-    )?;
+         FROM series s CROSS JOIN samples r
+         WHERE s.rolled_up AND s.newest_at IS NOT NULL AND r.post_key = s.post_key
+           AND r.bucket = ",
+        crate::series::bucket_sql!("s.newest_at"),
+        " AND r.series = s.id AND r.at = s.newest_at
+         ORDER BY s.post, s.quantity"
+    ))?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,

@@ -120,6 +120,9 @@ const MIGRATIONS: &[&[&str]] = &[
     &[super::registry::SCHEMA],
     // 7: local-day aggregates for scoring, marked dirty by triggers on rollup_day.
     &[crate::day_scores::SCHEMA],
+    // 8: the layout for ingest speed: series ids, keys post first then time, the old tables
+    // as views (crate::series).
+    &[crate::series::MIGRATION_8],
 ];
 
 /// Newest schema version this build knows.
@@ -127,6 +130,12 @@ pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database to [`VERSION`].
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, VERSION)
+}
+
+/// Brings the database to `version` (at most [`VERSION`]): what an older gateway would have
+/// made of it, for tests of later migrations on the previous releases' layouts.
+pub fn migrate_to(conn: &mut Connection, version: i64) -> Result<(), StoreError> {
     let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if current > VERSION {
         return Err(StoreError::SchemaTooNew {
@@ -134,7 +143,13 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported: VERSION,
         });
     }
-    for (i, pieces) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    let wanted = version.clamp(0, VERSION) as usize;
+    for (i, pieces) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(wanted)
+        .skip(current as usize)
+    {
         let tx = conn.transaction()?;
         for sql in *pieces {
             tx.execute_batch(sql)?;

@@ -1,19 +1,25 @@
 //! The durable sink queue: the `sink_queue` table in the gateway's SQLite file.
 //!
-//! The store writer appends every NEW reading ([`enqueue`]) in the same transaction that stores
-//! it, so a reading is queued exactly when it committed (a replay absorbed by reading identity
-//! queues nothing). The sink worker is the only other user: it reads the oldest rows
+//! The store writer appends every NEW reading ([`enqueue_many`]) in the same transaction that
+//! stores it, so a reading is queued exactly when it committed (a replay absorbed by reading
+//! identity queues nothing). The sink worker is the only other user: it reads the oldest rows
 //! ([`oldest`]) and deletes them ([`remove_through`]) only after InfluxDB answered 2xx. The
 //! queue is thus its own cursor: what is in it is what InfluxDB has not confirmed, in id order.
 //!
 //! Rows are only ever deleted from the front, so ids stay contiguous and [`backlog`] is
 //! `max(id) - min(id) + 1`, two index look-ups instead of a scan of a long outage's backlog.
+//!
+//! Since migration 8 a row names its reading's series by id (`series`, see [`crate::series`])
+//! instead of repeating the post and quantity names: `(id, series, at, value, flags)`.
 
 use rusqlite::{params, Connection, Transaction};
 
-/// The table. `at` is Unix seconds like every other `_at` column; `post`/`quantity` as in
-/// `readings`. Registry facts (kind, district, river) are joined at send time, so a post
-/// renamed while InfluxDB was down is written with its current names.
+use crate::multirow::Rows;
+
+/// The table as migration 5 created it (migration 8 replaces `post`, `quantity` by `series`).
+/// `at` is Unix seconds like every other `_at` column. Registry facts (kind, district, river)
+/// are joined at send time, so a post renamed while InfluxDB was down is written with its
+/// current names.
 pub const SCHEMA: &str = r#"
 CREATE TABLE sink_queue (
     id       INTEGER PRIMARY KEY,
@@ -25,19 +31,24 @@ CREATE TABLE sink_queue (
 );
 "#;
 
-/// Queues one newly stored reading. The caller's transaction decides whether it sticks.
-pub fn enqueue(
+/// Queues newly stored readings, `(series id, at, value, flags)`, in the given order (ids
+/// follow it). The caller's transaction decides whether they stick.
+pub fn enqueue_many(
     tx: &Transaction<'_>,
-    post: &str,
-    quantity: &str,
-    at_s: i64,
-    value: f64,
-    flags: u16,
+    readings: impl IntoIterator<Item = (i64, i64, f64, u16)>,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO sink_queue (post, quantity, at, value, flags) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![post, quantity, at_s, value, flags])?;
+    let rows: Vec<_> = readings.into_iter().collect();
+    Rows {
+        head: "INSERT INTO sink_queue (series, at, value, flags) VALUES",
+        width: 4,
+        tail: "",
+    }
+    .execute(tx, &rows, |s, i, &(series, at, value, flags)| {
+        s.raw_bind_parameter(i, series)?;
+        s.raw_bind_parameter(i + 1, at)?;
+        s.raw_bind_parameter(i + 2, value)?;
+        s.raw_bind_parameter(i + 3, flags)
+    })?;
     Ok(())
 }
 
@@ -67,8 +78,8 @@ pub struct Queued {
 /// Up to `limit` oldest rows, in id order.
 pub fn oldest(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Queued>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT q.id, q.post, q.quantity, q.at, q.value, q.flags, p.kind, p.district, p.river
-         FROM sink_queue q LEFT JOIN posts p ON p.id = q.post
+        "SELECT q.id, s.post, s.quantity, q.at, q.value, q.flags, p.kind, p.district, p.river
+         FROM sink_queue q JOIN series s ON s.id = q.series LEFT JOIN posts p ON p.id = s.post
          ORDER BY q.id LIMIT ?1",
     )?;
     let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
@@ -115,12 +126,15 @@ mod tests {
              VALUES ('a', 'air', 'A', 'Алмалинский', 60, 0)",
         )
         .unwrap();
+        conn.execute_batch(
+            "INSERT INTO series (id, post, quantity, post_key) VALUES (1, 'a', 'pm10', 1);
+             INSERT INTO series (id, post, quantity, post_key) VALUES (2, 'ghost', 'no2', 2);",
+        )
+        .unwrap();
         let tx = conn.transaction().unwrap();
-        for i in 0..7 {
-            enqueue(&tx, "a", "pm10", 100 + i, i as f64, 0).unwrap();
-        }
+        enqueue_many(&tx, (0..7).map(|i| (1, 100 + i, i as f64, 0))).unwrap();
         // A post the registry does not know still goes out (with no district).
-        enqueue(&tx, "ghost", "no2", 1, 2.0, 4).unwrap();
+        enqueue_many(&tx, [(2, 1, 2.0, 4)]).unwrap();
         tx.commit().unwrap();
         assert_eq!(backlog(&conn).unwrap(), 8);
 

@@ -1,6 +1,7 @@
 //! What commissioning reads about one post: its last status (`post_status`, with the clock,
 //! signal and supply columns of migration 6) and the newest reading per quantity received since
-//! a given moment (`readings`). Read-only.
+//! a given moment (`samples`, found through `sample_arrivals`, see [`crate::series`]).
+//! Read-only.
 
 use std::collections::HashMap;
 
@@ -8,6 +9,7 @@ use protocol::{PostId, QaFlags, Quantity, UnixSeconds};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StoreError;
+use crate::series::bucket_of;
 
 /// A post's last status as stored.
 #[derive(Debug, Clone)]
@@ -69,36 +71,87 @@ pub fn latest_readings_since(
     post: &PostId,
     since: UnixSeconds,
 ) -> Result<HashMap<Quantity, LatestReading>, StoreError> {
+    // Where the readings received since then can be: per series, the spans of `at` recorded
+    // for the receive slices from `since` on, merged.
+    let mut spans: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+    let mut names: HashMap<i64, (String, i64)> = HashMap::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.id, s.quantity, a.min_at, a.max_at, s.post_key
+             FROM sample_arrivals a CROSS JOIN series s
+             WHERE a.bucket >= ?2 AND s.id = a.series AND s.post = ?1",
+        )?;
+        let rows = stmt.query_map(params![post.as_str(), bucket_of(since.0)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, quantity, lo, hi, post_key) = row?;
+            spans.entry(id).or_default().push((lo, hi));
+            names.insert(id, (quantity, post_key));
+        }
+    }
     let mut stmt = conn.prepare_cached(
-        "SELECT quantity, at, value, flags FROM readings
-         WHERE post = ?1 AND received_at >= ?2 ORDER BY at",
+        "SELECT at, value, flags FROM samples
+         WHERE post_key = ?7 AND bucket >= ?2 AND bucket <= ?3 AND series = ?1
+           AND at >= ?4 AND at <= ?5 AND received_at >= ?6",
     )?;
-    let rows = stmt.query_map(params![post.as_str(), since.0], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, f64>(2)?,
-            r.get::<_, u16>(3)?,
-        ))
-    })?;
     let mut out: HashMap<Quantity, LatestReading> = HashMap::new();
-    for row in rows {
-        let (q, at, value, flags) = row?;
-        let Some(q) = Quantity::parse(&q) else {
+    for (id, mut list) in spans {
+        // Quantities this build does not know were written by a newer gateway.
+        let Some((q, post_key)) = names
+            .get(&id)
+            .and_then(|(n, k)| Quantity::parse(n).map(|q| (q, *k)))
+        else {
             continue;
         };
-        let count = out.get(&q).map(|r| r.count).unwrap_or(0);
-        out.insert(
-            q,
-            LatestReading {
-                at: UnixSeconds(at),
-                value,
-                flags: QaFlags(flags),
-                count: count + 1,
-            },
-        );
+        for (lo, hi) in merge(&mut list) {
+            let rows = stmt.query_map(
+                params![id, bucket_of(lo), bucket_of(hi), lo, hi, since.0, post_key],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, f64>(1)?,
+                        r.get::<_, u16>(2)?,
+                    ))
+                },
+            )?;
+            for row in rows {
+                let (at, value, flags) = row?;
+                let entry = out.entry(q).or_insert(LatestReading {
+                    at: UnixSeconds(at),
+                    value,
+                    flags: QaFlags(flags),
+                    count: 0,
+                });
+                entry.count += 1;
+                if at >= entry.at.0 {
+                    entry.at = UnixSeconds(at);
+                    entry.value = value;
+                    entry.flags = QaFlags(flags);
+                }
+            }
+        }
     }
     Ok(out)
+}
+
+/// `spans` sorted and merged where they overlap or touch, so no reading is counted twice.
+fn merge(spans: &mut [(i64, i64)]) -> Vec<(i64, i64)> {
+    spans.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
+    for &(lo, hi) in spans.iter() {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
