@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use protocol::{PostId, QaFlags, Quantity, UnixSeconds};
 use taza_domain::calendar::LocalDay;
-use taza_domain::pipeline::{AckToken, Inbound, Payload, Reading};
+use taza_domain::pipeline::Reading;
 use taza_domain::post::{PostEntry, PostKind as RegistryKind};
 use taza_score::{HourlyMean, Norms, QuantitySeries, TwentyMinuteMean};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -136,25 +136,7 @@ fn build_store(data_dir: &Path, first_year: i32, years: i32) -> usize {
     // The gateway registers the posts from its config file when it starts on this store.
     let registry =
         taza_domain::registry::Registry::new(&entries(), Duration::from_secs(1200), false);
-    let (tx, rx) = tokio::sync::mpsc::channel(4096);
-    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::channel::<AckToken>(4096);
-    let (live, _) = tokio::sync::broadcast::channel(16);
-    let writer = taza_store::writer::spawn(
-        conn,
-        taza_store::writer::WriterContext {
-            registry,
-            metrics: taza_store::metrics::StoreMetrics::default(),
-            raw_retention: None,
-            shutdown: tokio_util::sync::CancellationToken::new(),
-            alerts: None,
-            sink_enabled: false,
-        },
-        rx,
-        ack_tx,
-        live,
-    )
-    .expect("writer");
-    let drain = std::thread::spawn(move || while ack_rx.blocking_recv().is_some() {});
+    let writer = taza_store::writer::TestWriter::spawn(conn, registry);
     let start =
         LocalDay::of(chrono::NaiveDate::from_ymd_opt(first_year, 1, 1).expect("date")).start;
     let end =
@@ -185,23 +167,10 @@ fn build_store(data_dir: &Path, first_year: i32, years: i32) -> usize {
                 })
                 .collect();
             readings += batch.len();
-            tx.blocking_send(Inbound {
-                payload: Payload::Readings {
-                    post: post.clone(),
-                    readings: batch,
-                },
-                ack: AckToken {
-                    packet: None,
-                    connection: 0,
-                },
-                received: Instant::now(),
-            })
-            .expect("writer alive");
+            writer.blocking_send(&post, batch);
         }
     }
-    drop(tx);
-    writer.join().expect("writer thread");
-    drain.join().expect("ack drain");
+    writer.finish();
     readings
 }
 

@@ -316,6 +316,7 @@ async fn start_stages(
         let sink = taza_sink::spawn(influx.clone(), &db, metrics.sink.clone(), stop.clone())?;
         supervisor.adopt("influxdb sink", StopPhase::Sink, sink);
     }
+    let wal_restart = taza_store::checkpoint::WalRestart::default();
     let writer = taza_store::writer::spawn(
         conn,
         taza_store::writer::WriterContext {
@@ -325,6 +326,7 @@ async fn start_stages(
             shutdown: stop.clone(),
             alerts: Some(alert_tx),
             sink_enabled: config.sink.influxdb.is_some(),
+            wal_restart: wal_restart.clone(),
         },
         inbound_rx,
         ack_tx,
@@ -336,9 +338,11 @@ async fn start_stages(
     })?;
     supervisor.adopt_thread("store writer", StopPhase::Writer, writer);
     let checkpointer =
-        taza_store::checkpoint::spawn(db, stop.clone()).map_err(|source| RunError::Io {
-            context: "starting the checkpointer",
-            source,
+        taza_store::checkpoint::spawn(db, wal_restart, stop.clone()).map_err(|source| {
+            RunError::Io {
+                context: "starting the checkpointer",
+                source,
+            }
         })?;
     supervisor.adopt_thread("checkpointer", StopPhase::Rest, checkpointer);
     let broker = start_broker(config, broker_plan, registry, metrics, stop, supervisor).await?;

@@ -260,31 +260,24 @@ async fn a_late_reading_for_a_past_day_changes_the_scorecard_at_once() {
     let config = test_config(dir.path(), vec![air_post("almaty-001")], None);
     let gateway = start_gateway(config).await;
     let addr = gateway.running.http_addr;
+    // Publishes hours of March 10, waits until the store holds `total` readings, and asks for
+    // the 2025 scorecard.
+    let port = gateway.mqtt_port;
+    let score_after = |hours: std::ops::RangeInclusive<i64>, value: f64, total: f64| async move {
+        publish_all(port, hours_of_march_10("almaty-001", hours, value)).await;
+        wait_until("readings stored", Duration::from_secs(10), || async {
+            metric(addr, "taza_store_readings_stored_total").await == total
+        })
+        .await;
+        get_json(addr, "/api/v1/scores/city?year=2025").await
+    };
     // 18 hours of 20 µg/m³: a valid day (18 valid hours), so March's mean is 20.
-    publish_all(
-        gateway.mqtt_port,
-        hours_of_march_10("almaty-001", 1..=18, 20.0),
-    )
-    .await;
-    wait_until("18 hours stored", Duration::from_secs(10), || async {
-        metric(addr, "taza_store_readings_stored_total").await == 18.0
-    })
-    .await;
-    let card = get_json(addr, "/api/v1/scores/city?year=2025").await;
+    let card = score_after(1..=18, 20.0, 18.0).await;
     assert_eq!(march_mean(&card), 20.0, "{}", card["posts"]);
 
     // The other six hours arrive late (a post back from an outage), at 80: the day's mean is
     // (18·20 + 6·80) / 24 = 35, and the very next request says so (no cache lifetime to wait).
-    publish_all(
-        gateway.mqtt_port,
-        hours_of_march_10("almaty-001", 19..=24, 80.0),
-    )
-    .await;
-    wait_until("24 hours stored", Duration::from_secs(10), || async {
-        metric(addr, "taza_store_readings_stored_total").await == 24.0
-    })
-    .await;
-    let card = get_json(addr, "/api/v1/scores/city?year=2025").await;
+    let card = score_after(19..=24, 80.0, 24.0).await;
     assert_eq!(march_mean(&card), 35.0, "{}", card["posts"]);
 
     // The multi-year view reads the same aggregates.

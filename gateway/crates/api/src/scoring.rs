@@ -27,8 +27,6 @@ use taza_score::config::ScoreConfig;
 use taza_score::{self as score, Norms, NormsError, PostKind};
 use taza_store::{read, ReadPool, StoreError};
 
-/// Pollutants the air scores cover.
-pub const AIR_QUANTITIES: [Quantity; 3] = [Quantity::Pm2_5, Quantity::Pm10, Quantity::No2];
 /// River quantities the river status covers.
 pub const RIVER_QUANTITIES: [Quantity; 6] = [
     Quantity::WaterLevel,
@@ -259,6 +257,9 @@ pub struct Scoring {
     cache: Mutex<HashMap<i32, CachedCard>>,
     /// Moves each time a refresh recomputed day aggregates (a reading changed some day).
     data_version: AtomicU64,
+    /// The write connection refreshes recompute through, opened at the first one that has
+    /// work (the lock also keeps two refreshes from racing for the same dirty days).
+    refresher: Arc<Mutex<Option<taza_store::Connection>>>,
 }
 
 /// A computed scorecard, and the versions of the norms and the data it was computed from.
@@ -301,6 +302,7 @@ impl Scoring {
             norms: Arc::new(norms),
             cache: Mutex::new(HashMap::new()),
             data_version: AtomicU64::new(0),
+            refresher: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -384,11 +386,32 @@ impl Scoring {
     }
 
     /// Recomputes the day aggregates that readings changed since the last call; returns the
-    /// data version (moves whenever aggregates changed).
+    /// data version (moves whenever aggregates changed). A read connection first asks whether
+    /// anything is dirty, so a quiet store costs one indexed probe and never the write lock.
     async fn refresh_aggregates(&self, norms: &Arc<Norms>) -> Result<u64, ScoringError> {
-        let changed = refresh_aggregates(self.pool.path(), Arc::clone(norms)).await?;
-        if changed > 0 {
-            self.data_version.fetch_add(1, Ordering::Relaxed);
+        let fingerprint = score::days::fingerprint(norms);
+        let pending = self
+            .pool
+            .run(move |c| taza_store::day_scores::needs_refresh(c, &fingerprint))
+            .await?;
+        if pending {
+            let db = self.pool.path().to_path_buf();
+            let (norms, refresher) = (Arc::clone(norms), Arc::clone(&self.refresher));
+            let changed = tokio::task::spawn_blocking(move || {
+                let mut slot = refresher.lock().unwrap_or_else(PoisonError::into_inner);
+                let conn = match slot.as_mut() {
+                    Some(conn) => conn,
+                    None => {
+                        slot.insert(taza_store::open_connection(&db).map_err(StoreError::from)?)
+                    }
+                };
+                refresh_with(conn, &norms)
+            })
+            .await
+            .map_err(|e| ScoringError::Task(format!("refreshing day aggregates failed: {e}")))??;
+            if changed > 0 {
+                self.data_version.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Ok(self.data_version.load(Ordering::Relaxed))
     }
@@ -415,7 +438,8 @@ impl Scoring {
                     LocalDay::containing(from).start,
                     LocalDay::containing(to.offset(-1)).end,
                 );
-                read::one_post_series(c, descriptor, &AIR_QUANTITIES, day_from, day_to).map(Some)
+                read::one_post_series(c, descriptor, &score::days::SCORED, day_from, day_to)
+                    .map(Some)
             })
             .await?;
         let post =
@@ -521,30 +545,36 @@ pub async fn city_scorecard_from(
 }
 
 /// Brings the store's day aggregates up to date under `norms` (on the blocking pool, through
-/// its own write connection); returns how many days were recomputed.
+/// a write connection of its own: for `gateway report` and tests; the API keeps one in
+/// [`Scoring`]); returns how many days were recomputed.
 pub async fn refresh_aggregates(db: &Path, norms: Arc<Norms>) -> Result<usize, ScoringError> {
     let db = db.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let mut conn = taza_store::open_connection(&db).map_err(StoreError::from)?;
-        let rules = norms.capture_rules();
-        let fingerprint = score::days::fingerprint(&norms);
-        let aggregate =
-            |q: Quantity, hourly: &[score::HourlyMean], twenty: &[score::TwentyMinuteMean]| {
-                score::days::day_stats(
-                    hourly,
-                    twenty,
-                    &rules,
-                    score::days::one_time_limit(&norms, q),
-                )
-            };
-        Ok(taza_store::day_scores::refresh(
-            &mut conn,
-            &fingerprint,
-            &aggregate,
-        )?)
+        refresh_with(&mut conn, &norms)
     })
     .await
     .map_err(|e| ScoringError::Task(format!("refreshing day aggregates failed: {e}")))?
+}
+
+/// Recomputes the dirty day aggregates through `conn` with the engine's arithmetic (blocking).
+fn refresh_with(conn: &mut taza_store::Connection, norms: &Norms) -> Result<usize, ScoringError> {
+    let rules = norms.capture_rules();
+    let fingerprint = score::days::fingerprint(norms);
+    let aggregate =
+        |q: Quantity, hourly: &[score::HourlyMean], twenty: &[score::TwentyMinuteMean]| {
+            score::days::day_stats(
+                hourly,
+                twenty,
+                &rules,
+                score::days::one_time_limit(norms, q),
+            )
+        };
+    Ok(taza_store::day_scores::refresh(
+        conn,
+        &fingerprint,
+        &aggregate,
+    )?)
 }
 
 /// Scorecards of `from_year..=to_year` from the day aggregates (which the caller refreshed):
@@ -904,7 +934,7 @@ mod tests {
     /// (a reading covers its window, or the cadence, ending at its time, capped at the bucket),
     /// independently of the writer's incremental rollups.
     fn buckets_from_raw(
-        conn: &rusqlite::Connection,
+        conn: &taza_store::Connection,
         cadence_s: i64,
     ) -> (Vec<score::HourlyMean>, Vec<score::TwentyMinuteMean>) {
         use std::collections::BTreeMap;
@@ -965,7 +995,6 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn day_aggregates_equal_a_recomputation_from_raw_readings_for_random_months() {
-        use taza_domain::pipeline::{AckToken, Inbound, Payload};
         let norms = Arc::new(Norms::load(score::EMBEDDED, None).unwrap());
         let rules = norms.capture_rules();
         let limit = score::days::one_time_limit(&norms, Quantity::Pm2_5);
@@ -985,52 +1014,23 @@ mod tests {
                 std::time::Duration::from_secs(60),
                 false,
             );
-            let conn = taza_store::open_connection(&path).unwrap();
-            let (tx, rx) = tokio::sync::mpsc::channel(64);
-            let (ack_tx, mut ack_rx) = tokio::sync::mpsc::channel::<AckToken>(64);
-            let writer = taza_store::writer::spawn(
-                conn,
-                taza_store::writer::WriterContext {
-                    registry,
-                    metrics: taza_store::metrics::StoreMetrics::default(),
-                    raw_retention: None,
-                    shutdown: tokio_util::sync::CancellationToken::new(),
-                    alerts: None,
-                    sink_enabled: false,
-                },
-                rx,
-                ack_tx,
-                tokio::sync::broadcast::channel(4).0,
-            )
-            .unwrap();
-            let drain = tokio::spawn(async move { while ack_rx.recv().await.is_some() {} });
+            let writer = taza_store::writer::TestWriter::spawn(
+                taza_store::open_connection(&path).unwrap(),
+                registry,
+            );
             let (first, readings) = random_month(seed);
             // Aggregates are refreshed between deliveries too: later readings land in days
             // already aggregated, as late readings do.
             for (k, chunk) in readings.chunks(200).enumerate() {
-                tx.send(Inbound {
-                    payload: Payload::Readings {
-                        post: post.clone(),
-                        readings: chunk.to_vec(),
-                    },
-                    ack: AckToken {
-                        packet: None,
-                        connection: 0,
-                    },
-                    received: std::time::Instant::now(),
-                })
-                .await
-                .unwrap();
+                writer.send(&post, chunk.to_vec()).await;
                 if k % 4 == 1 {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     refresh_aggregates(&path, Arc::clone(&norms)).await.unwrap();
                 }
             }
-            drop(tx);
-            tokio::task::spawn_blocking(move || writer.join().unwrap())
+            tokio::task::spawn_blocking(move || writer.finish())
                 .await
                 .unwrap();
-            drain.await.unwrap();
             refresh_aggregates(&path, Arc::clone(&norms)).await.unwrap();
 
             let next = first + chrono::Months::new(2);

@@ -10,6 +10,10 @@ pub const HOUR_S: i64 = 3600;
 /// Seconds in a 20-minute (one-time, ПДК м.р.) bucket.
 pub const TWENTY_MINUTES_S: i64 = 1200;
 
+/// The pollutants the city scorecard scores: the store keeps day aggregates of these, the
+/// engine and the API score these. The one list (migration 7's SQL spells it out, frozen).
+pub const SCORED_POLLUTANTS: [Quantity; 3] = [Quantity::Pm2_5, Quantity::Pm10, Quantity::No2];
+
 /// A time-weighted hourly mean of one post and quantity.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct HourlyMean {

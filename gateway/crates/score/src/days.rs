@@ -14,7 +14,7 @@ use super::norms::{DataCaptureRules, Norms};
 use taza_domain::calendar::LocalDay;
 
 /// The pollutants the city scorecard scores (and so aggregates).
-pub const SCORED: [Quantity; 3] = [Quantity::Pm2_5, Quantity::Pm10, Quantity::No2];
+pub use taza_domain::series::SCORED_POLLUTANTS as SCORED;
 
 /// Aggregates per local day of one quantity's buckets (any order), sorted by date. Days with
 /// neither an hourly nor a 20-minute bucket are absent. `one_time_limit` (ПДК м.р., in the

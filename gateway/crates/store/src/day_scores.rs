@@ -1,34 +1,36 @@
-//! Local-day aggregates for scoring (`day_scores`): per (post, quantity, local day) the valid
-//! hours and their sum and maximum, and the day's 20-minute statistics against the one-time
-//! limit ([`DayStats`]). A year's scorecard reads these (365 rows per series) instead of its
-//! hourly and 20-minute buckets.
+//! Local-day aggregates for scoring: per (post, quantity, local day) the valid hours and their
+//! sum and maximum, and the day's 20-minute statistics against the one-time limit
+//! ([`DayStats`]). A year's scorecard reads these instead of its hourly and 20-minute buckets.
+//! Since migration 9 they are stored a local year of one series per row (`day_scores_year`,
+//! packed by [`pack`]): a scorecard reads some 400 rows, not 150 000.
 //!
 //! Kept exact by data version, not by time: every (post, quantity, day) that a commit touches
 //! goes into `day_dirty`, in the same transaction as the readings (so a late reading for a past
 //! day marks that day): by triggers on `rollup_day` in migration 7, by the store writer's
-//! rollup flush since migration 8 moved the rollups to `agg_day` ([`MARKED`]). [`refresh`]
+//! rollup flush since migration 8 moved the rollups to `agg_day` (`SCORED_POLLUTANTS`). [`refresh`]
 //! recomputes exactly the dirty days from their buckets, under a write lock so no commit can
 //! slip between reading a day and clearing its mark. The arithmetic is the scoring engine's
 //! (`taza_score::days::day_stats`), handed in as a function: this crate owns only storage.
 //! Aggregates carry the fingerprint of the rules they were computed under; a different
 //! fingerprint recomputes them all.
 
-use chrono::NaiveDate;
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
 use protocol::{PostId, Quantity, UnixSeconds};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
+use crate::read::{hourly_means, twenty_minute_means};
 use crate::StoreError;
 use taza_domain::calendar::LocalDay;
 use taza_domain::series::{
     DayStats, HourlyMean, PostDescriptor, PostSeries, QuantitySeries, TwentyMinuteMean,
+    SCORED_POLLUTANTS,
 };
 
-/// The quantities whose touched days are marked: the city scorecard's
-/// (`taza_score::days::SCORED`), as spelled in [`SCHEMA`]'s triggers.
-pub const MARKED: [Quantity; 3] = [Quantity::Pm2_5, Quantity::Pm10, Quantity::No2];
-
 /// Tables and triggers of this module (migration 7). The pollutants marked are the city
-/// scorecard's (`taza_score::days::SCORED`); other quantities have no aggregates.
+/// scorecard's ([`SCORED_POLLUTANTS`], spelled out here: a migration is frozen as released);
+/// other quantities have no aggregates.
 pub const SCHEMA: &str = r#"
     CREATE TABLE day_scores (
         post             TEXT NOT NULL,
@@ -73,6 +75,22 @@ pub const SCHEMA: &str = r#"
         SELECT post, quantity, day FROM rollup_day WHERE quantity IN ('pm2_5', 'pm10', 'no2');
 "#;
 
+/// Migration 9: a local year of one series' day aggregates per row, packed ([`pack`]). The
+/// per-day table goes; every day is computed again from its buckets at the first refresh
+/// (forgetting the fingerprint marks them all). Not `WITHOUT ROWID`: rows of some 20 KB are
+/// what rowid tables are for.
+pub const MIGRATION_9: &str = r#"
+    DROP TABLE day_scores;
+    CREATE TABLE day_scores_year (
+        post     TEXT NOT NULL,
+        quantity TEXT NOT NULL,
+        year     INTEGER NOT NULL,   -- local year of the days
+        days     BLOB NOT NULL,      -- DayStats by date, day_scores::pack
+        PRIMARY KEY (post, quantity, year)
+    );
+    DELETE FROM store_meta WHERE key = 'day_scores_fingerprint';
+"#;
+
 /// Days recomputed per transaction: bounds how long a refresh holds the write lock (the
 /// ingest writer waits on it).
 const BATCH_DAYS: usize = 256;
@@ -98,10 +116,17 @@ pub fn refresh(
             )
             .optional()?;
         if stored.as_deref() != Some(fingerprint) {
-            tx.execute("DELETE FROM day_scores", [])?;
+            tx.execute("DELETE FROM day_scores_year", [])?;
+            let scored = SCORED_POLLUTANTS
+                .iter()
+                .map(|q| format!("'{}'", q.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
             tx.execute(
-                "INSERT OR IGNORE INTO day_dirty (post, quantity, day)
-                 SELECT post, quantity, day FROM rollup_day WHERE quantity IN ('pm2_5', 'pm10', 'no2')",
+                &format!(
+                    "INSERT OR IGNORE INTO day_dirty (post, quantity, day)
+                     SELECT post, quantity, day FROM rollup_day WHERE quantity IN ({scored})"
+                ),
                 [],
             )?;
             tx.execute(
@@ -120,8 +145,19 @@ pub fn refresh(
             tx.commit()?;
             return Ok(total);
         }
-        for (post, quantity, day) in &batch {
-            recompute(&tx, post, quantity, day, aggregate)?;
+        // Sorted by series and day: each year row is read and written once per batch.
+        let mut rest = batch.as_slice();
+        while let Some((post, quantity, day)) = rest.first() {
+            let year = &day[..4.min(day.len())];
+            let n = rest
+                .iter()
+                .take_while(|(p, q, d)| p == post && q == quantity && d.get(..4) == Some(year))
+                .count()
+                .max(1);
+            let (group, tail) = rest.split_at(n);
+            let days: Vec<&str> = group.iter().map(|(_, _, d)| d.as_str()).collect();
+            recompute(&tx, post, quantity, &days, aggregate)?;
+            rest = tail;
         }
         tx.commit()?;
         total += batch.len();
@@ -130,162 +166,194 @@ pub fn refresh(
 
 fn dirty_batch(tx: &Transaction<'_>) -> Result<Vec<(String, String, String)>, StoreError> {
     let mut stmt = tx.prepare_cached(&format!(
-        "SELECT post, quantity, day FROM day_dirty LIMIT {BATCH_DAYS}"
+        "SELECT post, quantity, day FROM day_dirty ORDER BY post, quantity, day LIMIT {BATCH_DAYS}"
     ))?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Recomputes `days` (local dates of one local year, as labelled in `day_dirty`) of one series
+/// and clears their marks.
 fn recompute(
     tx: &Transaction<'_>,
     post: &str,
     quantity: &str,
-    day: &str,
+    days: &[&str],
     aggregate: Aggregate<'_>,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached("DELETE FROM day_dirty WHERE post = ?1 AND quantity = ?2 AND day = ?3")?
-        .execute(params![post, quantity, day])?;
-    let corrupt = |what: String| StoreError::Corrupt {
-        table: "rollup_day",
+    let corrupt = |day: &str, what: String| StoreError::Corrupt {
+        table: "day_dirty",
         key: format!("{post}/{quantity}/{day}"),
         what,
     };
-    let q = Quantity::parse(quantity).ok_or_else(|| corrupt(format!("quantity {quantity:?}")))?;
-    let date = parse_day(day).ok_or_else(|| corrupt("day is not a YYYY-MM-DD date".into()))?;
-    let local = LocalDay::of(date);
-    let (hourly, twenty) = buckets(tx, post, quantity, local.start, local.end)?;
-    tx.prepare_cached("DELETE FROM day_scores WHERE post = ?1 AND quantity = ?2 AND day = ?3")?
-        .execute(params![post, quantity, day])?;
-    for d in aggregate(q, &hourly, &twenty) {
-        if d.date != date {
-            continue; // the buckets were selected by the day's span; nothing else can appear
+    let q = Quantity::parse(quantity).ok_or_else(|| {
+        corrupt(
+            days.first().copied().unwrap_or(""),
+            format!("quantity {quantity:?}"),
+        )
+    })?;
+    let mut dates = Vec::with_capacity(days.len());
+    for day in days {
+        tx.prepare_cached("DELETE FROM day_dirty WHERE post = ?1 AND quantity = ?2 AND day = ?3")?
+            .execute(params![post, quantity, day])?;
+        dates.push(
+            parse_day(day).ok_or_else(|| corrupt(day, "day is not a YYYY-MM-DD date".into()))?,
+        );
+    }
+    let Some(year) = dates.first().map(Datelike::year) else {
+        return Ok(());
+    };
+    let mut stored = year_of(tx, post, quantity, year)?;
+    let s = crate::series::of_post(tx, post, Some(quantity))?
+        .into_iter()
+        .next();
+    for date in dates {
+        stored.remove(&date);
+        let Some(s) = &s else { continue };
+        let local = LocalDay::of(date);
+        let hourly = hourly_means(tx, s, local.start, local.end)?;
+        let twenty = twenty_minute_means(tx, s, local.start, local.end)?;
+        // The buckets were selected by the day's span; nothing else can appear.
+        for d in aggregate(q, &hourly, &twenty) {
+            if d.date == date {
+                stored.insert(date, d);
+            }
         }
+    }
+    if stored.is_empty() {
         tx.prepare_cached(
-            "INSERT INTO day_scores (post, quantity, day, start, hours, hour_buckets, valid_hours,
-                 sum_valid_hourly, max_valid_hourly, valid_20min, invalid_20min, over_one_time,
-                 max_20min, max_20min_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            "DELETE FROM day_scores_year WHERE post = ?1 AND quantity = ?2 AND year = ?3",
         )?
-        .execute(params![
-            post,
-            quantity,
-            day,
-            d.start.0,
-            d.hours,
-            d.hour_buckets,
-            d.valid_hours,
-            d.sum_valid_hourly,
-            d.max_valid_hourly,
-            d.valid_20min,
-            d.invalid_20min,
-            d.over_one_time,
-            d.max_20min,
-            d.max_20min_at.map(|t| t.0),
-        ])?;
+        .execute(params![post, quantity, year])?;
+    } else {
+        let packed = pack(stored.values())?;
+        tx.prepare_cached(
+            "INSERT INTO day_scores_year (post, quantity, year, days) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (post, quantity, year) DO UPDATE SET days = excluded.days",
+        )?
+        .execute(params![post, quantity, year, packed])?;
     }
     Ok(())
 }
 
-/// One series' hourly and 20-minute buckets with start in [from, to), by start.
-fn buckets(
+/// The stored aggregates of one series' local `year`, by date.
+fn year_of(
     conn: &Connection,
     post: &str,
     quantity: &str,
-    from: UnixSeconds,
-    to: UnixSeconds,
-) -> Result<(Vec<HourlyMean>, Vec<TwentyMinuteMean>), StoreError> {
-    let mut hourly = Vec::new();
-    // A range of the post's part of the table (crate::series).
-    let Some(s) = series(conn, post, quantity)? else {
-        return Ok((hourly, Vec::new()));
+    year: i32,
+) -> Result<BTreeMap<NaiveDate, DayStats>, StoreError> {
+    let blob: Option<Vec<u8>> = conn
+        .prepare_cached(
+            "SELECT days FROM day_scores_year WHERE post = ?1 AND quantity = ?2 AND year = ?3",
+        )?
+        .query_row(params![post, quantity, year], |r| r.get(0))
+        .optional()?;
+    let Some(blob) = blob else {
+        return Ok(BTreeMap::new());
     };
-    let mut stmt = conn.prepare_cached(
-        "SELECT start, weighted_sum, covered_s, count, max FROM agg_hour
-         WHERE post_key = ?1 AND start >= ?3 AND start < ?4 AND series = ?2 ORDER BY start",
-    )?;
-    let rows = stmt.query_map(params![s.post_key, s.id, from.0, to.0], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, f64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, f64>(4)?,
-        ))
+    let days = unpack(&blob, year).map_err(|what| StoreError::Corrupt {
+        table: "day_scores_year",
+        key: format!("{post}/{quantity}/{year}"),
+        what,
     })?;
-    for row in rows {
-        let (start, weighted_sum, covered_s, count, max) = row?;
-        hourly.push(HourlyMean {
-            start: UnixSeconds(start),
-            mean: mean(weighted_sum, covered_s),
-            covered_s,
-            count: u32::try_from(count).unwrap_or(u32::MAX),
-            max,
-        });
-    }
-    let twenty = twenty_minutes_of(conn, &s, from, to)?;
-    Ok((hourly, twenty))
+    Ok(days.into_iter().map(|d| (d.date, d)).collect())
 }
 
-fn twenty_minutes(
-    conn: &Connection,
-    post: &str,
-    quantity: &str,
-    from: UnixSeconds,
-    to: UnixSeconds,
-) -> Result<Vec<TwentyMinuteMean>, StoreError> {
-    match series(conn, post, quantity)? {
-        Some(s) => twenty_minutes_of(conn, &s, from, to),
-        None => Ok(Vec::new()),
-    }
-}
+/// Format of [`pack`]'s blob; a change is a migration.
+const PACK_VERSION: u8 = 1;
+/// Bytes per packed day.
+const PACKED_DAY: usize = 56;
 
-fn twenty_minutes_of(
-    conn: &Connection,
-    s: &crate::series::Series,
-    from: UnixSeconds,
-    to: UnixSeconds,
-) -> Result<Vec<TwentyMinuteMean>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT start, weighted_sum, covered_s FROM agg_20min
-         WHERE post_key = ?1 AND start >= ?3 AND start < ?4 AND series = ?2 ORDER BY start",
-    )?;
-    let rows = stmt.query_map(params![s.post_key, s.id, from.0, to.0], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, f64>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (start, weighted_sum, covered_s) = row?;
-        out.push(TwentyMinuteMean {
-            start: UnixSeconds(start),
-            mean: mean(weighted_sum, covered_s),
-            covered_s,
-        });
+/// A year's day aggregates as one blob: a version byte, then per day (by date) 56 bytes,
+/// little-endian: day of year from 0 (u16), which optional values are present (u8: bit 0
+/// `max_valid_hourly`, 1 `max_20min`, 2 `max_20min_at`), a zero byte, the six counts (u16
+/// each: hours, hour_buckets, valid_hours, valid_20min, invalid_20min, over_one_time), `start`
+/// (i64), then `sum_valid_hourly`, `max_valid_hourly`, `max_20min` (f64) and `max_20min_at`
+/// (i64), absent ones as 0. Lossless: every f64 keeps its bits.
+pub fn pack<'a>(days: impl ExactSizeIterator<Item = &'a DayStats>) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(1 + days.len() * PACKED_DAY);
+    out.push(PACK_VERSION);
+    for d in days {
+        let too_large = |field: &str| StoreError::Corrupt {
+            table: "day_scores_year",
+            key: d.date.to_string(),
+            what: format!("{field} does not fit a day's count"),
+        };
+        let count = |v: u32, field: &str| u16::try_from(v).map_err(|_| too_large(field));
+        let ordinal = u16::try_from(d.date.ordinal0()).map_err(|_| too_large("day of year"))?;
+        out.extend_from_slice(&ordinal.to_le_bytes());
+        let present = u8::from(d.max_valid_hourly.is_some())
+            | u8::from(d.max_20min.is_some()) << 1
+            | u8::from(d.max_20min_at.is_some()) << 2;
+        out.extend_from_slice(&[present, 0]);
+        for (v, field) in [
+            (d.hours, "hours"),
+            (d.hour_buckets, "hour_buckets"),
+            (d.valid_hours, "valid_hours"),
+            (d.valid_20min, "valid_20min"),
+            (d.invalid_20min, "invalid_20min"),
+            (d.over_one_time, "over_one_time"),
+        ] {
+            out.extend_from_slice(&count(v, field)?.to_le_bytes());
+        }
+        out.extend_from_slice(&d.start.0.to_le_bytes());
+        out.extend_from_slice(&d.sum_valid_hourly.to_le_bytes());
+        out.extend_from_slice(&d.max_valid_hourly.unwrap_or(0.0).to_le_bytes());
+        out.extend_from_slice(&d.max_20min.unwrap_or(0.0).to_le_bytes());
+        out.extend_from_slice(&d.max_20min_at.map_or(0, |t| t.0).to_le_bytes());
     }
     Ok(out)
 }
 
-/// The series of (`post`, `quantity`), if it has one.
-fn series(
-    conn: &Connection,
-    post: &str,
-    quantity: &str,
-) -> Result<Option<crate::series::Series>, StoreError> {
-    Ok(crate::series::of_post(conn, post, Some(quantity))?
-        .into_iter()
-        .next())
-}
-
-/// A time-weighted mean; NaN (never valid) for a bucket that covers no time.
-fn mean(weighted_sum: f64, covered_s: i64) -> f64 {
-    if covered_s > 0 {
-        weighted_sum / covered_s as f64
-    } else {
-        f64::NAN
+/// The days [`pack`] packed for local `year`; what is wrong with the blob otherwise.
+pub fn unpack(blob: &[u8], year: i32) -> Result<Vec<DayStats>, String> {
+    let Some((&version, body)) = blob.split_first() else {
+        return Err("empty blob".into());
+    };
+    if version != PACK_VERSION {
+        return Err(format!(
+            "packed with format {version}, this build reads {PACK_VERSION}"
+        ));
     }
+    if body.len() % PACKED_DAY != 0 {
+        return Err(format!("{} bytes is not whole days", body.len()));
+    }
+    let january_1 =
+        NaiveDate::from_ymd_opt(year, 1, 1).ok_or_else(|| format!("year {year} out of range"))?;
+    let mut out = Vec::with_capacity(body.len() / PACKED_DAY);
+    for day in body.chunks_exact(PACKED_DAY) {
+        // chunks_exact gives PACKED_DAY bytes: every fixed range below is inside.
+        let u16_at = |i: usize| u16::from_le_bytes([day[i], day[i + 1]]);
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&day[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        let ordinal = u16_at(0);
+        let date = january_1
+            .checked_add_days(chrono::Days::new(u64::from(ordinal)))
+            .filter(|d| d.year() == year)
+            .ok_or_else(|| format!("day {ordinal} is not in {year}"))?;
+        let present = day[2];
+        let f64_at = |i: usize| f64::from_bits(u64_at(i));
+        let i64_at = |i: usize| i64::from_le_bytes(u64_at(i).to_le_bytes());
+        out.push(DayStats {
+            date,
+            hours: u32::from(u16_at(4)),
+            hour_buckets: u32::from(u16_at(6)),
+            valid_hours: u32::from(u16_at(8)),
+            valid_20min: u32::from(u16_at(10)),
+            invalid_20min: u32::from(u16_at(12)),
+            over_one_time: u32::from(u16_at(14)),
+            start: UnixSeconds(i64_at(16)),
+            sum_valid_hourly: f64_at(24),
+            max_valid_hourly: (present & 1 != 0).then(|| f64_at(32)),
+            max_20min: (present & 2 != 0).then(|| f64_at(40)),
+            max_20min_at: (present & 4 != 0).then(|| UnixSeconds(i64_at(48))),
+        });
+    }
+    Ok(out)
 }
 
 /// What the scorecard reads for `posts`: per scored quantity the aggregates of the local days
@@ -300,36 +368,24 @@ pub fn day_series(
     recent_from: UnixSeconds,
     detail: &dyn Fn(Quantity, &DayStats) -> bool,
 ) -> Result<Vec<PostSeries>, StoreError> {
-    let (from_label, to_label) = (
-        from.format("%Y-%m-%d").to_string(),
-        to.format("%Y-%m-%d").to_string(),
-    );
     let mut out = Vec::with_capacity(posts.len());
     for post in posts {
+        let stored = crate::series::of_post(conn, post.id.as_str(), None)?;
         let mut series = Vec::new();
         for q in quantities {
-            let days = days_of(conn, &post.id, *q, &from_label, &to_label)?;
+            let days = days_of(conn, &post.id, *q, from, to)?;
             if days.is_empty() {
                 continue;
             }
             let mut twenty_minute = Vec::new();
-            for d in days.iter().filter(|d| detail(*q, d)) {
-                let end = d.start.offset(i64::from(d.hours) * 3600);
-                twenty_minute.extend(twenty_minutes(
-                    conn,
-                    post.id.as_str(),
-                    q.as_str(),
-                    d.start,
-                    end,
-                )?);
+            let mut hourly = Vec::new();
+            if let Some(s) = stored.iter().find(|s| s.quantity == q.as_str()) {
+                for d in days.iter().filter(|d| detail(*q, d)) {
+                    let end = d.start.offset(i64::from(d.hours) * 3600);
+                    twenty_minute.extend(twenty_minute_means(conn, s, d.start, end)?);
+                }
+                hourly = hourly_means(conn, s, recent_from, UnixSeconds(i64::MAX))?;
             }
-            let (hourly, _) = buckets(
-                conn,
-                post.id.as_str(),
-                q.as_str(),
-                recent_from,
-                UnixSeconds(i64::MAX),
-            )?;
             series.push(QuantitySeries {
                 quantity: *q,
                 hourly,
@@ -342,46 +398,35 @@ pub fn day_series(
     Ok(out)
 }
 
+/// The aggregates of one series' local days in [from, to), by date.
 fn days_of(
     conn: &Connection,
     post: &PostId,
     q: Quantity,
-    from: &str,
-    to: &str,
+    from: NaiveDate,
+    to: NaiveDate,
 ) -> Result<Vec<DayStats>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT day, start, hours, hour_buckets, valid_hours, sum_valid_hourly, max_valid_hourly,
-                valid_20min, invalid_20min, over_one_time, max_20min, max_20min_at
-         FROM day_scores WHERE post = ?1 AND quantity = ?2 AND day >= ?3 AND day < ?4 ORDER BY day",
+        "SELECT year, days FROM day_scores_year
+         WHERE post = ?1 AND quantity = ?2 AND year >= ?3 AND year <= ?4 ORDER BY year",
     )?;
-    let rows = stmt.query_map(params![post.as_str(), q.as_str(), from, to], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            DayStats {
-                date: NaiveDate::MIN,
-                start: UnixSeconds(r.get(1)?),
-                hours: r.get(2)?,
-                hour_buckets: r.get(3)?,
-                valid_hours: r.get(4)?,
-                sum_valid_hourly: r.get(5)?,
-                max_valid_hourly: r.get(6)?,
-                valid_20min: r.get(7)?,
-                invalid_20min: r.get(8)?,
-                over_one_time: r.get(9)?,
-                max_20min: r.get(10)?,
-                max_20min_at: r.get::<_, Option<i64>>(11)?.map(UnixSeconds),
-            },
-        ))
-    })?;
+    let last_year = to.pred_opt().unwrap_or(to).year();
+    let rows = stmt.query_map(
+        params![post.as_str(), q.as_str(), from.year(), last_year],
+        |r| {
+            let year: i32 = r.get(0)?;
+            Ok((year, unpack(&r.get::<_, Vec<u8>>(1)?, year)))
+        },
+    )?;
     let mut out = Vec::new();
     for row in rows {
-        let (label, mut d) = row?;
-        d.date = parse_day(&label).ok_or_else(|| StoreError::Corrupt {
-            table: "day_scores",
-            key: format!("{post}/{}/{label}", q.as_str()),
-            what: "day is not a YYYY-MM-DD date".into(),
+        let (year, days) = row?;
+        let days = days.map_err(|what| StoreError::Corrupt {
+            table: "day_scores_year",
+            key: format!("{post}/{}/{year}", q.as_str()),
+            what,
         })?;
-        out.push(d);
+        out.extend(days.into_iter().filter(|d| d.date >= from && d.date < to));
     }
     Ok(out)
 }
@@ -399,6 +444,17 @@ fn parse_day(label: &str) -> Option<NaiveDate> {
         })
     };
     NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(5..7)?, num(8..10)?)
+}
+
+/// Whether [`refresh`] under `fingerprint` has work: a dirty day, or aggregates computed under
+/// other rules. Read-only (a read connection): asking never takes the write lock.
+pub fn needs_refresh(conn: &Connection, fingerprint: &str) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM day_dirty)
+             OR coalesce((SELECT value FROM store_meta WHERE key = ?1), '') IS NOT ?2",
+        params![FINGERPRINT_KEY, fingerprint],
+        |r| r.get(0),
+    )?)
 }
 
 /// Days waiting to be recomputed (for `/metrics` and tests).
@@ -436,6 +492,153 @@ mod tests {
             .query_row("SELECT count FROM rollup_day", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, 6);
+    }
+
+    fn day(date: NaiveDate, seed: u32) -> DayStats {
+        DayStats {
+            date,
+            start: LocalDay::of(date).start,
+            hours: 24 + seed % 2,
+            hour_buckets: 20 + seed % 5,
+            valid_hours: 18,
+            sum_valid_hourly: 0.1 + f64::from(seed) * 1e-7,
+            max_valid_hourly: (seed % 3 != 0).then_some(-0.0),
+            valid_20min: 72,
+            invalid_20min: seed % 4,
+            over_one_time: seed % 7,
+            max_20min: (seed % 2 == 0).then_some(f64::from(seed) / 3.0),
+            max_20min_at: (seed % 5 != 0).then(|| UnixSeconds(-1 - i64::from(seed))),
+        }
+    }
+
+    #[test]
+    fn a_packed_year_unpacks_to_the_same_days_bit_for_bit() {
+        let dates: Vec<NaiveDate> = (0..366)
+            .filter_map(|n| NaiveDate::from_yo_opt(2024, n + 1))
+            .collect();
+        let days: Vec<DayStats> = dates.iter().zip(0..).map(|(d, s)| day(*d, s)).collect();
+        let blob = pack(days.iter()).unwrap();
+        assert_eq!(blob.len(), 1 + 366 * PACKED_DAY);
+        let back = unpack(&blob, 2024).unwrap();
+        assert_eq!(back.len(), days.len());
+        for (a, b) in days.iter().zip(&back) {
+            assert_eq!(a, b);
+            // -0.0 == 0.0, so compare the bits too: nothing is rounded on the way.
+            assert_eq!(
+                a.max_valid_hourly.map(f64::to_bits),
+                b.max_valid_hourly.map(f64::to_bits)
+            );
+            assert_eq!(a.sum_valid_hourly.to_bits(), b.sum_valid_hourly.to_bits());
+        }
+    }
+
+    #[test]
+    fn a_damaged_packed_year_is_an_error_not_wrong_days() {
+        let date = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap();
+        let blob = pack([day(date, 1)].iter()).unwrap();
+        assert!(unpack(&blob[..blob.len() - 1], 2025)
+            .unwrap_err()
+            .contains("whole days"));
+        assert!(unpack(&[], 2025).unwrap_err().contains("empty"));
+        let mut newer = blob.clone();
+        newer[0] = PACK_VERSION + 1;
+        assert!(unpack(&newer, 2025).unwrap_err().contains("format"));
+        // Day 365 (from 0) of a leap year does not exist in a common year.
+        let leap = NaiveDate::from_ymd_opt(2024, 12, 31).unwrap();
+        let blob = pack([day(leap, 2)].iter()).unwrap();
+        assert!(unpack(&blob, 2025).unwrap_err().contains("not in 2025"));
+        let too_many = DayStats {
+            valid_20min: 70_000,
+            ..day(date, 3)
+        };
+        assert!(pack([too_many].iter()).is_err());
+    }
+
+    /// A stand-in for the engine's arithmetic: one day per date with buckets, counting them.
+    fn count_buckets(_: Quantity, hourly: &[HourlyMean], twenty: &[TwentyMinuteMean]) -> Vec<DayStats> {
+        let Some(first) = hourly.first() else {
+            return Vec::new();
+        };
+        let local = LocalDay::containing(first.start);
+        vec![DayStats {
+            hour_buckets: u32::try_from(hourly.len()).unwrap(),
+            valid_20min: u32::try_from(twenty.len()).unwrap(),
+            sum_valid_hourly: hourly.iter().map(|h| h.mean).sum(),
+            ..day(local.date, 0)
+        }]
+    }
+
+    #[test]
+    fn a_schema_8_store_gets_its_days_again_in_year_rows_after_migration_9() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::schema::migrate_to(&mut conn, 8).unwrap();
+        let date = NaiveDate::from_ymd_opt(2025, 3, 10).unwrap();
+        let local = LocalDay::of(date);
+        for h in 0..3 {
+            conn.execute(
+                "INSERT INTO rollup_hour (post, quantity, start, count, weighted_sum, covered_s, min, max, expected)
+                 VALUES ('p', 'pm2_5', ?1, 1, 36000.0, 3600, 10.0, 10.0, 60)",
+                [local.start.0 + h * 3600],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO rollup_day (post, quantity, day, start, end_at, count, weighted_sum, covered_s, min, max, expected)
+             VALUES ('p', 'pm2_5', '2025-03-10', ?1, ?2, 3, 108000.0, 10800, 10.0, 10.0, 1440)",
+            [local.start.0, local.end.0],
+        )
+        .unwrap();
+        // As a schema-8 gateway left it: the day computed, nothing dirty, the rules recorded.
+        conn.execute_batch(
+            "DELETE FROM day_dirty;
+             INSERT INTO day_scores (post, quantity, day, start, hours, hour_buckets, valid_hours,
+                 sum_valid_hourly, valid_20min, invalid_20min, over_one_time)
+                 VALUES ('p', 'pm2_5', '2025-03-10', 0, 24, 3, 3, 30.0, 0, 0, 0);
+             INSERT INTO store_meta (key, value) VALUES ('day_scores_fingerprint', 'rules');",
+        )
+        .unwrap();
+        assert!(!needs_refresh(&conn, "rules").unwrap());
+
+        crate::schema::migrate(&mut conn).unwrap();
+        assert!(needs_refresh(&conn, "rules").unwrap(), "the days must be computed again");
+        assert_eq!(refresh(&mut conn, "rules", &count_buckets).unwrap(), 1);
+        assert!(!needs_refresh(&conn, "rules").unwrap());
+        let post = PostId::parse("p").unwrap();
+        let days = days_of(
+            &conn,
+            &post,
+            Quantity::Pm2_5,
+            date,
+            date.succ_opt().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(days.len(), 1);
+        assert_eq!((days[0].date, days[0].hour_buckets), (date, 3));
+        assert_eq!(days[0].sum_valid_hourly, 30.0);
+
+        // A late bucket into that day marks it, and the refresh rewrites the year's row.
+        conn.execute(
+            "INSERT INTO rollup_day (post, quantity, day, start, end_at, count, weighted_sum, covered_s, min, max, expected)
+             VALUES ('p', 'pm2_5', '2025-03-11', ?1, ?2, 1, 1.0, 60, 1.0, 1.0, 1440)",
+            [local.end.0, local.end.0 + 86_400],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO rollup_hour (post, quantity, start, count, weighted_sum, covered_s, min, max, expected)
+             VALUES ('p', 'pm2_5', ?1, 1, 72000.0, 3600, 20.0, 20.0, 60)",
+            [local.start.0 + 5 * 3600],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO day_dirty (post, quantity, day) VALUES ('p', 'pm2_5', '2025-03-10')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(refresh(&mut conn, "rules", &count_buckets).unwrap(), 2);
+        let year = year_of(&conn, "p", "pm2_5", 2025).unwrap();
+        assert_eq!(year.len(), 1, "11 March has no hourly bucket, so no aggregate");
+        assert_eq!(year[&date].hour_buckets, 4);
+        assert_eq!(year[&date].sum_valid_hourly, 50.0);
     }
 
     #[test]

@@ -29,7 +29,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+/// The connection type every store function takes (callers hold one, never build SQL).
+pub use rusqlite::Connection;
+use rusqlite::OpenFlags;
 
 use crate::config::{StoreConfig, Synchronous};
 

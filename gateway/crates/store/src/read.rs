@@ -557,47 +557,15 @@ pub fn one_post_series(
     from: UnixSeconds,
     to: UnixSeconds,
 ) -> Result<taza_domain::series::PostSeries, StoreError> {
-    use taza_domain::series::{HourlyMean, QuantitySeries, TwentyMinuteMean};
-    // Range scans of the post's part of each table (crate::series).
-    let mut hourly_stmt = conn.prepare_cached(
-        "SELECT start, count, weighted_sum, covered_s, max FROM agg_hour
-         WHERE post_key = ?1 AND start >= ?3 AND start < ?4 AND series = ?2 ORDER BY start",
-    )?;
-    let mut twenty_stmt = conn.prepare_cached(
-        "SELECT start, weighted_sum, covered_s FROM agg_20min
-         WHERE post_key = ?1 AND start >= ?3 AND start < ?4 AND series = ?2 ORDER BY start",
-    )?;
+    use taza_domain::series::QuantitySeries;
     let mut series = Vec::new();
     let stored = crate::series::of_post(conn, post.id.as_str(), None)?;
     for q in quantities {
         let Some(s) = stored.iter().find(|s| s.quantity == q.as_str()) else {
             continue;
         };
-        let key = params![s.post_key, s.id, from.0, to.0];
-        let hourly = hourly_stmt
-            .query_map(key, |r| {
-                let covered_s: i64 = r.get(3)?;
-                let weighted_sum: f64 = r.get(2)?;
-                Ok(HourlyMean {
-                    start: UnixSeconds(r.get(0)?),
-                    count: r.get(1)?,
-                    mean: weighted_sum / covered_s.max(1) as f64,
-                    covered_s,
-                    max: r.get(4)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let twenty_minute = twenty_stmt
-            .query_map(key, |r| {
-                let covered_s: i64 = r.get(2)?;
-                let weighted_sum: f64 = r.get(1)?;
-                Ok(TwentyMinuteMean {
-                    start: UnixSeconds(r.get(0)?),
-                    mean: weighted_sum / covered_s.max(1) as f64,
-                    covered_s,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let hourly = hourly_means(conn, s, from, to)?;
+        let twenty_minute = twenty_minute_means(conn, s, from, to)?;
         if hourly.is_empty() && twenty_minute.is_empty() {
             continue;
         }
@@ -609,6 +577,59 @@ pub fn one_post_series(
         });
     }
     Ok(taza_domain::series::PostSeries { post, series })
+}
+
+/// One series' hourly buckets with start in [from, to), by start: a range scan of the post's
+/// part of `agg_hour` (crate::series).
+pub(crate) fn hourly_means(
+    conn: &Connection,
+    s: &crate::series::Series,
+    from: UnixSeconds,
+    to: UnixSeconds,
+) -> Result<Vec<taza_domain::series::HourlyMean>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT start, count, weighted_sum, covered_s, max FROM agg_hour
+         WHERE post_key = ?1 AND start >= ?3 AND start < ?4 AND series = ?2 ORDER BY start",
+    )?;
+    let rows = stmt.query_map(params![s.post_key, s.id, from.0, to.0], |r| {
+        let covered_s: i64 = r.get(3)?;
+        Ok(taza_domain::series::HourlyMean {
+            start: UnixSeconds(r.get(0)?),
+            count: r.get(1)?,
+            mean: time_weighted_mean(r.get(2)?, covered_s),
+            covered_s,
+            max: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One series' 20-minute buckets with start in [from, to), by start.
+pub(crate) fn twenty_minute_means(
+    conn: &Connection,
+    s: &crate::series::Series,
+    from: UnixSeconds,
+    to: UnixSeconds,
+) -> Result<Vec<taza_domain::series::TwentyMinuteMean>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT start, weighted_sum, covered_s FROM agg_20min
+         WHERE post_key = ?1 AND start >= ?3 AND start < ?4 AND series = ?2 ORDER BY start",
+    )?;
+    let rows = stmt.query_map(params![s.post_key, s.id, from.0, to.0], |r| {
+        let covered_s: i64 = r.get(2)?;
+        Ok(taza_domain::series::TwentyMinuteMean {
+            start: UnixSeconds(r.get(0)?),
+            mean: time_weighted_mean(r.get(1)?, covered_s),
+            covered_s,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A bucket's time-weighted mean; 0 for a bucket that covers no time (never valid, so never
+/// scored, and JSON has no NaN).
+fn time_weighted_mean(weighted_sum: f64, covered_s: i64) -> f64 {
+    weighted_sum / covered_s.max(1) as f64
 }
 
 /// Start of the earliest hourly rollup, if any.

@@ -117,7 +117,7 @@ impl Rollups {
             .entry((post_key, day, series))
             .or_insert_with(|| DayAgg {
                 agg: Agg::new(expected_in(day_s, cadence)),
-                mark: crate::day_scores::MARKED
+                mark: taza_domain::series::SCORED_POLLUTANTS
                     .contains(&r.quantity)
                     .then(|| (post.clone(), r.quantity)),
             })

@@ -123,6 +123,8 @@ const MIGRATIONS: &[&[&str]] = &[
     // 8: the layout for ingest speed: series ids, keys post first then time, the old tables
     // as views (crate::series).
     &[crate::series::MIGRATION_8],
+    // 9: day aggregates a year of one series per row (crate::day_scores), for scorecard reads.
+    &[crate::day_scores::MIGRATION_9],
 ];
 
 /// Newest schema version this build knows.

@@ -53,6 +53,8 @@ pub struct WriterContext {
     /// Queue new readings for the long-term store (`sink_queue`); false when no sink is
     /// configured, so such installations write nothing extra.
     pub sink_enabled: bool,
+    /// WAL restarts the checkpointer found due, run between group commits.
+    pub wal_restart: crate::checkpoint::WalRestart,
 }
 
 /// Starts the writer thread. It ends when `input` is closed and drained.
@@ -66,6 +68,87 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("taza-store-writer".into())
         .spawn(move || run(conn, ctx, input, acks, live))
+}
+
+/// The store's writer thread with nothing around it, for other crates' tests and benches
+/// (feature `test-support`): deliveries in through [`Self::send`] or [`Self::blocking_send`],
+/// acks drained and dropped, no alerts, no sink, no live listeners.
+#[cfg(any(test, feature = "test-support"))]
+pub struct TestWriter {
+    input: Option<mpsc::Sender<Inbound>>,
+    writer: std::thread::JoinHandle<()>,
+    drain: std::thread::JoinHandle<()>,
+}
+
+#[cfg(any(test, feature = "test-support"))]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+impl TestWriter {
+    /// Starts a writer on `conn` (an open, migrated store) for the posts of `registry`.
+    pub fn spawn(conn: Connection, registry: Registry) -> Self {
+        let (input, rx) = mpsc::channel(4096);
+        let (ack_tx, mut ack_rx) = mpsc::channel::<AckToken>(4096);
+        let writer = spawn(
+            conn,
+            WriterContext {
+                registry,
+                metrics: StoreMetrics::default(),
+                raw_retention: None,
+                shutdown: CancellationToken::new(),
+                alerts: None,
+                sink_enabled: false,
+                wal_restart: crate::checkpoint::WalRestart::default(),
+            },
+            rx,
+            ack_tx,
+            tokio::sync::broadcast::channel(16).0,
+        )
+        .expect("writer thread");
+        let drain = std::thread::spawn(move || while ack_rx.blocking_recv().is_some() {});
+        Self {
+            input: Some(input),
+            writer,
+            drain,
+        }
+    }
+
+    /// One delivery of `readings` from `post`, as ingest hands it over.
+    fn delivery(post: &PostId, readings: Vec<Reading>) -> Inbound {
+        Inbound {
+            payload: Payload::Readings {
+                post: post.clone(),
+                readings,
+            },
+            ack: AckToken {
+                packet: None,
+                connection: 0,
+            },
+            received: Instant::now(),
+        }
+    }
+
+    /// Hands `readings` of `post` to the writer (from async code).
+    pub async fn send(&self, post: &PostId, readings: Vec<Reading>) {
+        let input = self.input.as_ref().expect("writer open");
+        input
+            .send(Self::delivery(post, readings))
+            .await
+            .expect("writer alive");
+    }
+
+    /// Hands `readings` of `post` to the writer (from a plain thread).
+    pub fn blocking_send(&self, post: &PostId, readings: Vec<Reading>) {
+        let input = self.input.as_ref().expect("writer open");
+        input
+            .blocking_send(Self::delivery(post, readings))
+            .expect("writer alive");
+    }
+
+    /// Closes the input and waits until everything handed over is committed (blocking).
+    pub fn finish(mut self) {
+        self.input = None;
+        self.writer.join().expect("writer thread");
+        self.drain.join().expect("ack drain");
+    }
 }
 
 fn run(
@@ -116,6 +199,7 @@ fn run(
             // No receivers is fine: nobody is watching live.
             let _ = live.send(c);
         }
+        ctx.wal_restart.run_if_due(&conn);
         if let Some(retention) = ctx.raw_retention {
             if last_prune.elapsed() >= PRUNE_EVERY {
                 last_prune = Instant::now();

@@ -874,6 +874,7 @@ fn migration_keeps_every_row_and_every_read_of_a_previous_release_store() {
     for added in [
         "day_dirty",
         "day_scores",
+        "day_scores_year",
         "store_meta",
         "series",
         "samples",
@@ -936,6 +937,7 @@ fn writer_continues_on_the_migrated_store(path: &std::path::Path) {
             shutdown: tokio_util::sync::CancellationToken::new(),
             alerts: None,
             sink_enabled: true,
+            wal_restart: Default::default(),
         },
         rx,
         ack_tx,
@@ -1065,6 +1067,7 @@ fn reads_answer_what_the_previous_queries_answer_on_data_the_writer_wrote() {
             shutdown: tokio_util::sync::CancellationToken::new(),
             alerts: None,
             sink_enabled: true,
+            wal_restart: Default::default(),
         },
         rx,
         ack_tx,
