@@ -555,7 +555,11 @@ mod tests {
     }
 
     /// A stand-in for the engine's arithmetic: one day per date with buckets, counting them.
-    fn count_buckets(_: Quantity, hourly: &[HourlyMean], twenty: &[TwentyMinuteMean]) -> Vec<DayStats> {
+    fn count_buckets(
+        _: Quantity,
+        hourly: &[HourlyMean],
+        twenty: &[TwentyMinuteMean],
+    ) -> Vec<DayStats> {
         let Some(first) = hourly.first() else {
             return Vec::new();
         };
@@ -600,7 +604,10 @@ mod tests {
         assert!(!needs_refresh(&conn, "rules").unwrap());
 
         crate::schema::migrate(&mut conn).unwrap();
-        assert!(needs_refresh(&conn, "rules").unwrap(), "the days must be computed again");
+        assert!(
+            needs_refresh(&conn, "rules").unwrap(),
+            "the days must be computed again"
+        );
         assert_eq!(refresh(&mut conn, "rules", &count_buckets).unwrap(), 1);
         assert!(!needs_refresh(&conn, "rules").unwrap());
         let post = PostId::parse("p").unwrap();
@@ -636,7 +643,11 @@ mod tests {
         .unwrap();
         assert_eq!(refresh(&mut conn, "rules", &count_buckets).unwrap(), 2);
         let year = year_of(&conn, "p", "pm2_5", 2025).unwrap();
-        assert_eq!(year.len(), 1, "11 March has no hourly bucket, so no aggregate");
+        assert_eq!(
+            year.len(),
+            1,
+            "11 March has no hourly bucket, so no aggregate"
+        );
         assert_eq!(year[&date].hour_buckets, 4);
         assert_eq!(year[&date].sum_valid_hourly, 50.0);
     }
