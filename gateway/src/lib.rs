@@ -229,6 +229,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         taza_registry::refresh::spawn(registry.clone(), pool.clone(), stop.clone()),
     );
     let app = taza_api::router(taza_api::AppState {
+        store: taza_store::Store::Sqlite {
+            reads: pool.clone(),
+            admin: admin.clone(),
+        },
         scoring,
         admin,
         pool,

@@ -48,7 +48,9 @@ const MAX_READINGS: usize = 100_000;
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// Read connections.
+    /// The store (SQLite or PostgreSQL): reads and people's changes go through it.
+    pub store: taza_store::Store,
+    /// Read connections (SQLite only; being replaced by `store`).
     pub pool: Arc<ReadPool>,
     /// Metrics, rendered at `/metrics`.
     pub metrics: Metrics,

@@ -353,7 +353,12 @@ mod tests {
         let path = taza_store::db_path(&cfg);
         let pool = taza_store::ReadPool::new(&path);
         let registry = taza_domain::registry::Registry::new(&[], Duration::from_secs(60), false);
+        let admin = taza_store::admin::AdminWriter::open(&path).unwrap();
         let state = AppState {
+            store: taza_store::Store::Sqlite {
+                reads: pool.clone(),
+                admin: admin.clone(),
+            },
             scoring: Scoring::try_new(score, pool.clone()).unwrap(),
             pool,
             metrics: crate::telemetry::Metrics::new(),
@@ -367,7 +372,7 @@ mod tests {
                 wake: tokio::sync::mpsc::channel(1).0,
                 channels: Vec::new(),
             }),
-            admin: taza_store::admin::AdminWriter::open(&path).unwrap(),
+            admin,
             registry,
             technician: Arc::new(TechnicianContext {
                 broker: "mqtt://127.0.0.1:1883".parse().unwrap(),

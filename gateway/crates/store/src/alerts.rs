@@ -359,6 +359,9 @@ pub fn covered_daily_means(
     Ok(out)
 }
 
+/// This module's tables on PostgreSQL ([`crate::pg::schema`]).
+pub const PG_SCHEMA: &str = "";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,9 +13,11 @@ pub mod alerts;
 pub mod checkpoint;
 pub mod config;
 pub mod day_scores;
+pub mod db;
 pub mod metrics;
 mod multirow;
 pub mod outbox;
+pub mod pg;
 pub mod read;
 pub mod registry;
 mod rollup;
@@ -23,6 +25,7 @@ pub mod schema;
 pub mod series;
 pub mod sink_queue;
 pub mod status;
+mod store;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +37,8 @@ pub use rusqlite::Connection;
 use rusqlite::OpenFlags;
 
 use crate::config::{StoreConfig, Synchronous};
+pub use crate::db::Db;
+pub use crate::store::{Backend, Store};
 
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "taza.db";
@@ -48,6 +53,18 @@ pub enum StoreError {
     /// SQLite said no.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL said no.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had (server down, pool exhausted).
+    #[error("postgres pool: {0}")]
+    Pool(String),
+    /// The store's configuration is wrong (a URL that does not parse...).
+    #[error("{0}")]
+    Config(String),
+    /// What was asked exists on the other backend only (named).
+    #[error("{0} is not available on this store's backend")]
+    Unsupported(&'static str),
     /// The data dir could not be created.
     #[error("cannot create data dir {path}: {source}")]
     DataDir {

@@ -467,3 +467,6 @@ impl DeliveryDb {
         self.run(move |c| settle(c, id, &outcome)).await
     }
 }
+
+/// This module's tables on PostgreSQL ([`crate::pg::schema`]).
+pub const PG_SCHEMA: &str = "";

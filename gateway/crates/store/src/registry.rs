@@ -425,6 +425,9 @@ pub fn snapshot(conn: &Connection) -> Result<taza_domain::registry::Snapshot, St
     })
 }
 
+/// This module's tables on PostgreSQL ([`crate::pg::schema`]).
+pub const PG_SCHEMA: &str = "";
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
