@@ -113,9 +113,6 @@ pub fn backlog(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
 }
 
-/// This module's tables on PostgreSQL ([`crate::pg::schema`]).
-pub const PG_SCHEMA: &str = "";
-
 #[cfg(test)]
 mod tests {
     use super::*;

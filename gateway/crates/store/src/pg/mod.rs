@@ -9,6 +9,7 @@
 //! (`NoTls`): the server is expected on the cluster network or loopback; TLS to a remote
 //! server is a follow-up.
 
+pub mod commit_log;
 pub mod schema;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_server;

@@ -98,8 +98,18 @@ pub const DATA: &str = r#"
     CREATE TABLE committed (
         seq         BIGSERIAL PRIMARY KEY,
         post        TEXT NOT NULL,
-        readings    BYTEA NOT NULL,            -- pg::writer's encoding of the new readings
+        readings    JSONB NOT NULL,            -- pg::commit_log's encoding of the new readings
         received_at BIGINT NOT NULL
+    );
+    -- Readings not yet confirmed by the long-term store (InfluxDB), in commit order per
+    -- writer; the leader's sink drains it (crate::sink_queue).
+    CREATE TABLE sink_queue (
+        id       BIGSERIAL PRIMARY KEY,
+        post     TEXT NOT NULL,
+        quantity TEXT NOT NULL,
+        at       BIGINT NOT NULL,
+        value    DOUBLE PRECISION NOT NULL,
+        flags    BIGINT NOT NULL
     );
 "#;
 
@@ -111,7 +121,6 @@ pub const MIGRATIONS: &[&[&str]] = &[
         crate::registry::PG_SCHEMA,
         crate::alerts::PG_SCHEMA,
         crate::outbox::PG_SCHEMA,
-        crate::sink_queue::PG_SCHEMA,
     ],
 ];
 
