@@ -1222,3 +1222,108 @@ fn shipped_taza_toml_is_a_valid_gateway_config() {
         );
     }
 }
+
+#[test]
+fn kubernetes_replica_manifests_parse_and_share_only_the_database() {
+    if !tools_available(
+        "kubernetes_replica_manifests_parse_and_share_only_the_database",
+        &[KUBECTL],
+        "install kubectl",
+    ) {
+        return;
+    }
+    let out = Command::new(KUBECTL)
+        .args(["annotate", "--local", "-o", "name", "-f"])
+        .arg(repo().join("deploy/k8s-replicas"))
+        .arg("taza.almaty.kz/checked=true")
+        .env("KUBECONFIG", "/dev/null")
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl could not parse deploy/k8s-replicas: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = String::from_utf8(out.stdout).unwrap();
+    for expected in [
+        "deployment.apps/taza-gateway-replicas",
+        "statefulset.apps/taza-postgres",
+        "service/taza-postgres",
+        "secret/taza-gateway-replica-secrets",
+    ] {
+        assert!(
+            names.lines().any(|n| n == expected),
+            "{expected} missing from {names}"
+        );
+    }
+    let gateway = read("deploy/k8s-replicas/gateway.yaml");
+    for needed in [
+        "replicas: 2",
+        "type: RollingUpdate",
+        "name: TAZA_STORE__URL",
+        "name: TAZA_MQTT__SHARED_GROUP",
+        "fieldPath: metadata.name",
+        "readOnlyRootFilesystem: true",
+    ] {
+        assert!(
+            gateway.contains(needed),
+            "replica deployment lacks `{needed}`"
+        );
+    }
+    // No replica has a volume of its own for the store: a shared SQLite file is never an option.
+    assert!(
+        !gateway.contains("persistentVolumeClaim"),
+        "replicas must not mount a store volume"
+    );
+}
+
+#[test]
+fn compose_replicas_override_is_valid() {
+    let replicas = read("deploy/compose.replicas.yaml");
+    for needed in [
+        "postgres:",
+        "gateway-b:",
+        "TAZA_STORE__URL: postgres://",
+        "TAZA_MQTT__SHARED_GROUP",
+    ] {
+        assert!(
+            replicas.contains(needed),
+            "compose.replicas.yaml lacks `{needed}`"
+        );
+    }
+    if !tools_available(
+        "compose_replicas_override_is_valid (docker-compose config)",
+        &[DOCKER_COMPOSE],
+        "apt-get install docker-compose",
+    ) {
+        return;
+    }
+    let deploy = repo().join("deploy");
+    let out = Command::new(DOCKER_COMPOSE)
+        .arg("--env-file")
+        .arg(deploy.join("env.example"))
+        .arg("-f")
+        .arg(deploy.join("compose.yaml"))
+        .arg("-f")
+        .arg(deploy.join("compose.replicas.yaml"))
+        .args(["config"])
+        .env_remove("DOCKER_HOST")
+        .output()
+        .expect("run docker-compose");
+    assert!(
+        out.status.success(),
+        "docker-compose config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Both replicas end up in one shared group, on one database, with their own client ids.
+    let merged = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        merged
+            .matches("TAZA_MQTT__SHARED_GROUP: taza-gateways")
+            .count(),
+        2,
+        "{merged}"
+    );
+    assert!(merged.contains("TAZA_MQTT__CLIENT_ID: taza-gateway-a"));
+    assert!(merged.contains("TAZA_MQTT__CLIENT_ID: taza-gateway-b"));
+}

@@ -117,10 +117,16 @@ async fn main() {
     );
     entry.sensors = vec![protocol::Quantity::Pm2_5];
     let tx = conn.transaction().unwrap();
-    manage::add(&tx, &entry, "bench", Duration::from_secs(60)).unwrap();
-    let issued = manage::issue_credentials(&tx, &entry.id, "bench").unwrap();
+    let db = taza_store::Db::Sqlite(&tx);
+    manage::add(&db, &entry, "bench", Duration::from_secs(60)).unwrap();
+    let issued = manage::issue_credentials(&db, &entry.id, "bench").unwrap();
     tx.commit().unwrap();
-    let registry = taza_registry::refresh::load(&conn, Duration::from_secs(60), false).unwrap();
+    let registry = taza_registry::refresh::load_from(
+        &taza_store::Db::Sqlite(&conn),
+        Duration::from_secs(60),
+        false,
+    )
+    .unwrap();
     let password = issued.password.expose().to_string();
 
     let direct = tokio::task::spawn_blocking(|| {

@@ -299,8 +299,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         chrono::NaiveDate::from_ymd_opt(LAST_YEAR + 1, 1, 1).expect("date"),
                     )
                     .start;
-                    let d = taza_store::read::post_descriptors(c)?;
-                    taza_store::read::post_series(c, d, &QUANTITIES, from, to)
+                    let db = taza_store::Db::Sqlite(c);
+                    let d = taza_store::read::post_descriptors(&db)?;
+                    taza_store::read::post_series(&db, d, &QUANTITIES, from, to)
                 })
                 .await
                 .expect("read buckets");
@@ -366,9 +367,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let t = Instant::now();
                 let posts = pool
                     .run(move |c| {
-                        let d = taza_store::read::post_descriptors(c)?;
+                        let db = taza_store::Db::Sqlite(c);
+                        let d = taza_store::read::post_descriptors(&db)?;
                         taza_store::day_scores::day_series(
-                            c,
+                            &db,
                             d,
                             &QUANTITIES,
                             chrono::NaiveDate::from_ymd_opt(2019, 1, 1).expect("date"),

@@ -19,7 +19,7 @@ use taza_store::config::StoreConfig;
 pub struct Config {
     /// MQTT: embedded broker or an external one, and the ingest client.
     pub mqtt: MqttConfig,
-    /// SQLite store.
+    /// The store: SQLite in the data dir, or PostgreSQL (`[store] url`).
     pub store: StoreConfig,
     /// HTTP API and dashboard.
     pub api: ApiConfig,
@@ -120,9 +120,7 @@ impl Config {
                     .into(),
             );
         }
-        if self.store.default_cadence.is_zero() {
-            problems.push("store.default_cadence must be positive".into());
-        }
+        problems.extend(self.store.problems());
         for t in &self.api.tokens {
             if t.token.expose().len() < 16 {
                 problems.push(format!(
@@ -213,6 +211,33 @@ mod tests {
         std::fs::write(&path, "[store]\ndata_dri = \"typo\"\n").unwrap();
         let err = Config::load(Some(&path), []).unwrap_err().to_string();
         assert!(err.contains("data_dri"), "{err}");
+    }
+
+    #[test]
+    fn the_store_url_comes_from_the_environment_and_is_shown_without_its_password() {
+        let env = [(
+            "TAZA_STORE__URL".to_string(),
+            "postgres://taza:s3cret@db.internal:5432/taza".to_string(),
+        )];
+        let c = Config::load(None, env).unwrap();
+        assert_eq!(
+            c.store.location(),
+            Ok(taza_store::config::Location::Postgres(
+                "postgres://taza:s3cret@db.internal:5432/taza".into()
+            ))
+        );
+        c.validate().unwrap();
+        let shown = c.to_redacted_toml();
+        assert!(
+            shown.contains("url = \"postgres://taza:***@db.internal:5432/taza\""),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret"));
+        let bad = Config::load(None, [("TAZA_STORE__URL".into(), "mysql://db".into())]).unwrap();
+        let ConfigError::Invalid(problems) = bad.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert!(problems[0].contains("store.url"), "{problems:?}");
     }
 
     #[test]

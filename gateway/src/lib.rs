@@ -121,29 +121,28 @@ impl Running {
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, RunError> {
     // -- Fallible, nothing running yet.
     config.validate()?;
-    let mut conn = taza_store::open_writer(&config.store)?;
-    {
-        let tx = conn.transaction().map_err(taza_store::StoreError::from)?;
-        taza_registry::manage::apply_config_posts(
-            &tx,
-            &config.posts,
-            config.store.default_cadence,
-        )?;
-        tx.commit().map_err(taza_store::StoreError::from)?;
-    }
+    let (store, ingest_store) = open_store(&config.store).await?;
+    let (posts, cadence) = (config.posts.clone(), config.store.default_cadence);
+    store
+        .write(move |db| taza_registry::manage::apply_config_posts(db, &posts, cadence))
+        .await?;
     if let Some(path) = &config.score.zones_file {
         let zones = taza_api::scoring::zones_from_file(path)?;
-        let tx = conn.transaction().map_err(taza_store::StoreError::from)?;
-        for z in &zones {
-            taza_store::admin::upsert_zone(&tx, z, "config")?;
-        }
-        tx.commit().map_err(taza_store::StoreError::from)?;
+        store
+            .write(move |db| {
+                for z in &zones {
+                    taza_store::admin::upsert_zone(db, z, "config")?;
+                }
+                Ok::<_, taza_store::StoreError>(())
+            })
+            .await?;
     }
     let registry = taza_registry::refresh::load(
-        &conn,
+        &store,
         config.store.default_cadence,
         config.mqtt.allow_unregistered,
-    )?;
+    )
+    .await?;
     let ranges =
         taza_registry::commission::PlausibleRanges::shipped().map_err(|e| RunError::Io {
             context: "reading commissioning/plausible.toml",
@@ -160,11 +159,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         context: "HTTP listener",
         source,
     })?;
-    let db = taza_store::db_path(&config.store);
-    let admin = taza_store::admin::AdminWriter::open(&db)?;
-    let pool = taza_store::ReadPool::new(&db);
     // A broken department norms folder is reported now, not at the first request.
-    let scoring = taza_api::scoring::Scoring::try_new(config.score.clone(), pool.clone())?;
+    let scoring = taza_api::scoring::Scoring::try_new(config.score.clone(), store.clone())?;
     let metrics = Metrics::new();
     let tasks = TaskHealth::default();
 
@@ -181,7 +177,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         &metrics,
         &stop,
         &mut supervisor,
-        conn,
+        &store,
+        ingest_store,
         inbound_rx,
         ack_tx,
         live_tx.clone(),
@@ -226,16 +223,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     supervisor.adopt(
         "registry refresh",
         StopPhase::Rest,
-        taza_registry::refresh::spawn(registry.clone(), pool.clone(), stop.clone()),
+        taza_registry::refresh::spawn(registry.clone(), store.clone(), stop.clone()),
     );
     let app = taza_api::router(taza_api::AppState {
-        store: taza_store::Store::Sqlite {
-            reads: pool.clone(),
-            admin: admin.clone(),
-        },
+        store,
         scoring,
-        admin,
-        pool,
         metrics: metrics.clone(),
         live: live_tx,
         tokens: std::sync::Arc::new(config.api.tokens.clone()),
@@ -291,14 +283,27 @@ async fn start_stages(
     metrics: &Metrics,
     stop: &CancellationToken,
     supervisor: &mut Supervisor,
-    conn: rusqlite::Connection,
+    store: &taza_store::Store,
+    ingest_store: IngestStore,
     inbound_rx: mpsc::Receiver<taza_domain::pipeline::Inbound>,
     ack_tx: mpsc::Sender<taza_domain::pipeline::AckToken>,
     live_tx: taza_domain::pipeline::LiveSender,
     broker_plan: BrokerPlan,
 ) -> Result<Started, RunError> {
-    let db = taza_store::db_path(&config.store);
-    let (alert_tx, alert_rx) = mpsc::channel(taza_alert::ALERT_CHANNEL_CAPACITY);
+    // One replica leads (always this one on SQLite): it evaluates alerts, drains the outbox
+    // and the sink queue.
+    let (leader, lease) = taza_store::pg::lease::start(store, stop.clone());
+    if let Some(lease) = lease {
+        supervisor.adopt("leader lease", StopPhase::Rest, lease);
+    }
+    // SQLite: the writer's channel in this process; PostgreSQL: every replica's commit log.
+    let (alert_tx, alert_input) = match store.backend() {
+        taza_store::Backend::Sqlite => {
+            let (tx, rx) = mpsc::channel(taza_alert::ALERT_CHANNEL_CAPACITY);
+            (Some(tx), taza_alert::Input::Writer(rx))
+        }
+        taza_store::Backend::Postgres => (None, taza_alert::Input::CommitLog),
+    };
     let taza_alert::Running {
         shared: alerts,
         evaluator,
@@ -306,20 +311,118 @@ async fn start_stages(
     } = taza_alert::spawn(
         config.alert.clone(),
         &config.score,
-        &db,
+        store.clone(),
+        leader.clone(),
         registry.clone(),
         config.store.default_cadence,
         metrics.delivery.clone(),
-        alert_rx,
+        alert_input,
         stop.clone(),
     )?;
     supervisor.adopt("alert evaluator", StopPhase::Rest, evaluator);
     supervisor.adopt("alert delivery", StopPhase::Rest, deliverer);
     // Before the writer: a missing token file stops the start here, with nothing yet queued.
     if let Some(influx) = &config.sink.influxdb {
-        let sink = taza_sink::spawn(influx.clone(), &db, metrics.sink.clone(), stop.clone())?;
+        let sink = taza_sink::spawn(
+            influx.clone(),
+            store.clone(),
+            leader,
+            metrics.sink.clone(),
+            stop.clone(),
+        )?;
         supervisor.adopt("influxdb sink", StopPhase::Sink, sink);
     }
+    start_writer(
+        config,
+        registry,
+        metrics,
+        stop,
+        supervisor,
+        ingest_store,
+        alert_tx,
+        (inbound_rx, ack_tx, live_tx),
+    )?;
+    let broker = start_broker(config, broker_plan, registry, metrics, stop, supervisor).await?;
+    Ok((alerts, broker))
+}
+
+/// The ingest writer's own handle on the store: SQLite's writer connection (and the file, for
+/// the checkpointer), or the PostgreSQL pool the stages share.
+enum IngestStore {
+    Sqlite {
+        conn: rusqlite::Connection,
+        db: std::path::PathBuf,
+    },
+    Pg(taza_store::pg::PgStore),
+}
+
+/// Opens the store `[store]` names, creating and migrating it: SQLite in the data dir (or the
+/// `sqlite://DIR` of `url`), or the PostgreSQL server of a `postgres://` url.
+async fn open_store(
+    cfg: &taza_store::config::StoreConfig,
+) -> Result<(taza_store::Store, IngestStore), RunError> {
+    use taza_store::config::Location;
+    match cfg
+        .location()
+        .map_err(|e| config::ConfigError::Invalid(vec![format!("store.url: {e}")]))?
+    {
+        Location::Sqlite(dir) => {
+            let cfg = cfg.sqlite_in(dir);
+            let conn = taza_store::open_writer(&cfg)?;
+            let db = taza_store::db_path(&cfg);
+            Ok((
+                taza_store::Store::sqlite(&db)?,
+                IngestStore::Sqlite { conn, db },
+            ))
+        }
+        Location::Postgres(url) => {
+            let pg = taza_store::pg::PgStore::connect(&url).await?;
+            tracing::info!(store = pg.shown_url(), "store on PostgreSQL");
+            Ok((taza_store::Store::Pg(pg.clone()), IngestStore::Pg(pg)))
+        }
+    }
+}
+
+type WriterChannels = (
+    mpsc::Receiver<taza_domain::pipeline::Inbound>,
+    mpsc::Sender<taza_domain::pipeline::AckToken>,
+    taza_domain::pipeline::LiveSender,
+);
+
+/// The ingest writer for the store's engine: SQLite's writer thread and its checkpointer, or
+/// the PostgreSQL writer task (no checkpointer: the server checkpoints).
+#[allow(clippy::too_many_arguments)]
+fn start_writer(
+    config: &Config,
+    registry: &Registry,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+    supervisor: &mut Supervisor,
+    ingest_store: IngestStore,
+    alerts: Option<mpsc::Sender<std::sync::Arc<taza_domain::pipeline::Committed>>>,
+    (inbound_rx, ack_tx, live_tx): WriterChannels,
+) -> Result<(), RunError> {
+    let (conn, db) = match ingest_store {
+        IngestStore::Sqlite { conn, db } => (conn, db),
+        IngestStore::Pg(pg) => {
+            let writer = taza_store::pg::writer::spawn(
+                pg,
+                taza_store::pg::writer::WriterContext {
+                    registry: registry.clone(),
+                    metrics: metrics.store.clone(),
+                    raw_retention: config.store.raw_retention,
+                    shutdown: stop.clone(),
+                    alerts,
+                    sink_enabled: config.sink.influxdb.is_some(),
+                },
+                inbound_rx,
+                ack_tx,
+                live_tx,
+            );
+            supervisor.adopt("store writer", StopPhase::Writer, writer);
+            return Ok(());
+        }
+    };
     let wal_restart = taza_store::checkpoint::WalRestart::default();
     let writer = taza_store::writer::spawn(
         conn,
@@ -328,7 +431,7 @@ async fn start_stages(
             metrics: metrics.store.clone(),
             raw_retention: config.store.raw_retention,
             shutdown: stop.clone(),
-            alerts: Some(alert_tx),
+            alerts,
             sink_enabled: config.sink.influxdb.is_some(),
             wal_restart: wal_restart.clone(),
         },
@@ -349,8 +452,7 @@ async fn start_stages(
             }
         })?;
     supervisor.adopt_thread("checkpointer", StopPhase::Rest, checkpointer);
-    let broker = start_broker(config, broker_plan, registry, metrics, stop, supervisor).await?;
-    Ok((alerts, broker))
+    Ok(())
 }
 
 /// What [`plan_broker`] prepared: an external broker's endpoint, or the embedded broker's

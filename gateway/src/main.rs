@@ -23,6 +23,10 @@ struct Cli {
     /// Folder for the SQLite database.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// The store: postgres://user:password@host:port/db (a PostgreSQL server replicas share)
+    /// or sqlite://DIR [default: SQLite in the data dir]. Same as `[store] url`.
+    #[arg(long, global = true, value_name = "URL")]
+    store: Option<String>,
     /// HTTP listen address [default: 127.0.0.1:8080].
     #[arg(long, global = true)]
     http: Option<SocketAddr>,
@@ -74,6 +78,21 @@ enum Command {
         #[command(subcommand)]
         command: posts_cli::PostsCommand,
     },
+    /// Copy a one-machine SQLite store into PostgreSQL (stop the gateway first). Idempotent:
+    /// run it again after an interruption. Refuses a database holding other values for the
+    /// same rows; prints and checks every table's counts.
+    Migrate {
+        /// The SQLite store: sqlite://DIR (the data dir holding taza.db).
+        #[arg(long, value_name = "sqlite://DIR")]
+        from: String,
+        /// The PostgreSQL store: postgres://user:password@host:port/db (migrated to this
+        /// gateway's schema first).
+        #[arg(long, value_name = "postgres://...")]
+        to: String,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 20_000)]
+        batch: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -88,6 +107,9 @@ fn main() -> anyhow::Result<()> {
     let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
     if let Some(d) = cli.data_dir {
         config.store.data_dir = d;
+    }
+    if let Some(url) = cli.store {
+        config.store.url = Some(url);
     }
     if let Some(h) = cli.http {
         config.api.listen = h;
@@ -133,6 +155,7 @@ fn main() -> anyhow::Result<()> {
             config.validate()?;
             return posts_cli::run(&config, command, actor);
         }
+        Some(Command::Migrate { from, to, batch }) => return migrate(&from, &to, batch),
         None => {}
     }
     init_tracing(cli.log_json);
@@ -180,26 +203,89 @@ fn main() -> anyhow::Result<()> {
 
 /// `gateway report`: the scorecard from the store, without starting the gateway.
 fn report(config: &Config, year: Option<i32>, format: ReportFormat) -> anyhow::Result<()> {
-    let db = taza_store::db_path(&config.store);
-    anyhow::ensure!(
-        db.exists(),
-        "no store at {} (run the gateway first, or pass --data-dir)",
-        db.display()
-    );
+    use taza_store::config::Location;
+    let location = config
+        .store
+        .location()
+        .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
+    if let Location::Sqlite(dir) = &location {
+        let db = dir.join(taza_store::DB_FILE);
+        anyhow::ensure!(
+            db.exists(),
+            "no store at {} (run the gateway first, or pass --data-dir or --store)",
+            db.display()
+        );
+    }
     let norms = taza_api::scoring::load_norms(&config.score)?;
     let year = year.unwrap_or_else(taza_api::scoring::current_year);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let card = runtime.block_on(taza_api::scoring::city_scorecard_from(
-        &taza_store::ReadPool::new(&db),
-        norms,
-        year,
-    ))?;
+    let card = runtime.block_on(async {
+        let store = match location {
+            Location::Sqlite(dir) => taza_store::Store::sqlite(&dir.join(taza_store::DB_FILE))?,
+            Location::Postgres(url) => {
+                taza_store::Store::Pg(taza_store::pg::PgStore::connect(&url).await?)
+            }
+        };
+        anyhow::Ok(taza_api::scoring::city_scorecard_from(&store, norms, year).await?)
+    })?;
     match format {
         ReportFormat::Markdown => print!("{}", taza_score::scorecard_markdown(&card)),
         ReportFormat::Csv => print!("{}", taza_score::scorecard_csv(&card)),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&card)?),
     }
     Ok(())
+}
+
+/// `gateway migrate`: the SQLite store at `from` into the PostgreSQL store at `to`.
+fn migrate(from: &str, to: &str, batch: usize) -> anyhow::Result<()> {
+    use taza_store::config::Location;
+    let Location::Sqlite(dir) = Location::parse(from).map_err(anyhow::Error::msg)? else {
+        anyhow::bail!("--from must be sqlite://DIR");
+    };
+    let Location::Postgres(url) = Location::parse(to).map_err(anyhow::Error::msg)? else {
+        anyhow::bail!("--to must be postgres://...");
+    };
+    let db = dir.join(taza_store::DB_FILE);
+    anyhow::ensure!(db.exists(), "no SQLite store at {}", db.display());
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let target = taza_store::pg::PgStore::connect(&url)
+            .await
+            .with_context(|| format!("connecting to {}", taza_store::pg::redact(&url)))?;
+        println!(
+            "copying {} into {} ({batch} rows per transaction)",
+            db.display(),
+            target.shown_url()
+        );
+        println!(
+            "{:<18} {:>12} {:>12} {:>12} {:>12} {:>8}",
+            "table", "source", "copied", "present", "target", "sampled"
+        );
+        let reports = taza_store::pg::copy::from_sqlite(&db, &target, batch, |r| {
+            println!(
+                "{:<18} {:>12} {:>12} {:>12} {:>12} {:>8}",
+                r.table, r.source, r.copied, r.present, r.target, r.sampled
+            );
+        })
+        .await?;
+        let extra: Vec<String> = reports
+            .iter()
+            .filter(|r| r.target > r.source)
+            .map(|r| format!("{} (+{})", r.table, r.target - r.source))
+            .collect();
+        if !extra.is_empty() {
+            println!(
+                "the target also holds rows the source does not have: {}",
+                extra.join(", ")
+            );
+        }
+        println!(
+            "every table accounts for every source row; sampled rows read back equal. Point \
+             the gateways at it with [store] url = \"{}\"",
+            target.shown_url()
+        );
+        Ok(())
+    })
 }
 
 fn init_tracing(json: bool) {

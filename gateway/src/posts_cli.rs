@@ -1,6 +1,7 @@
-//! `gateway posts ...`: the registry from a terminal, on the store in the data dir (beside a
-//! running gateway too: it picks changes up within seconds). Same operations, checks and audit
-//! as the API; the actor is `cli:$USER` unless `--actor` says otherwise.
+//! `gateway posts ...`: the registry from a terminal, on the configured store (`[store] url`:
+//! SQLite in the data dir, or the PostgreSQL server replicas share), beside running gateways
+//! too: they pick changes up within a second. Same operations, checks and audit as the API; the
+//! actor is `cli:$USER` unless `--actor` says otherwise.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use taza_gateway::config::Config;
 use taza_ingest::config::BrokerUrl;
 use taza_registry::commission::{Lang, PlausibleRanges};
 use taza_registry::service::{RegistryService, RegistrySettings};
+use taza_store::config::Location;
 
 /// Audit rows `gateway posts audit` prints, the newest.
 const AUDIT_ROWS: usize = 10_000;
@@ -280,13 +282,20 @@ enum Exit {
     ChecksFailed,
 }
 
-/// The registry service on the store in the data dir (created and migrated first, as at start).
-fn service(config: &Config) -> anyhow::Result<RegistryService> {
-    drop(taza_store::open_writer(&config.store)?);
-    let db = taza_store::db_path(&config.store);
+/// The registry service on the configured store (created and migrated first, as at start).
+async fn service(config: &Config) -> anyhow::Result<RegistryService> {
+    let store = match config.store.location().map_err(anyhow::Error::msg)? {
+        Location::Sqlite(dir) => {
+            let cfg = config.store.sqlite_in(dir);
+            drop(taza_store::open_writer(&cfg)?);
+            taza_store::Store::sqlite(&taza_store::db_path(&cfg))?
+        }
+        Location::Postgres(url) => {
+            taza_store::Store::Pg(taza_store::pg::PgStore::connect(&url).await?)
+        }
+    };
     Ok(RegistryService::new(
-        taza_store::admin::AdminWriter::open(&db)?,
-        taza_store::ReadPool::new(&db),
+        store,
         RegistrySettings {
             default_cadence: config.store.default_cadence,
             topic_prefix: config.mqtt.topic_prefix.clone(),
@@ -303,9 +312,10 @@ pub fn run(
     actor_flag: Option<String>,
 ) -> anyhow::Result<()> {
     let actor = actor(actor_flag);
-    let service = service(config)?;
+    // Multi-threaded: PostgreSQL store calls block on the driver from the blocking pool.
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let exit = runtime.block_on(async {
+        let service = service(config).await?;
         // Config-file posts are in the registry before anything else looks at it, as at start.
         service.apply_config_posts(config.posts.clone()).await?;
         execute(&service, config, command, &actor).await

@@ -13,6 +13,7 @@ use taza_alert::channels::{
 use taza_alert::deliver::{self, DeliveryMetrics};
 use taza_domain::secret::SecretString;
 use taza_store::outbox::{self, Channel, Notification, OutboxRow, OutboxState};
+use taza_store::Db;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -110,7 +111,8 @@ impl Harness {
         self.wake = Some(tx);
         self.worker = Some(deliver::spawn(
             cfg,
-            self.db.clone(),
+            taza_store::Store::sqlite(&self.db).unwrap(),
+            taza_store::pg::lease::Leader::always(),
             self.metrics.clone(),
             rx,
             self.shutdown.clone(),
@@ -122,7 +124,7 @@ impl Harness {
         let mut conn = Connection::open(&self.db).unwrap();
         conn.busy_timeout(Duration::from_secs(5)).unwrap();
         let tx = conn.transaction().unwrap();
-        let fresh = outbox::enqueue(&tx, n, taza_domain::calendar::now()).unwrap();
+        let fresh = outbox::enqueue(&Db::Sqlite(&tx), n, taza_domain::calendar::now()).unwrap();
         tx.commit().unwrap();
         if let Some(w) = &self.wake {
             let _ = w.try_send(());
@@ -132,7 +134,7 @@ impl Harness {
 
     fn rows(&self, state: Option<OutboxState>) -> Vec<OutboxRow> {
         let conn = Connection::open(&self.db).unwrap();
-        outbox::list(&conn, state, 100).unwrap()
+        outbox::list(&Db::Sqlite(&conn), state, 100).unwrap()
     }
 
     fn row(&self, key: &str) -> OutboxRow {
@@ -339,7 +341,7 @@ async fn webhook_answering_5xx_is_retried_then_dead_after_max_attempts() {
     {
         let mut conn = Connection::open(&h.db).unwrap();
         let tx = conn.transaction().unwrap();
-        assert!(outbox::requeue(&tx, row.id, taza_domain::calendar::now()).unwrap());
+        assert!(outbox::requeue(&Db::Sqlite(&tx), row.id, taza_domain::calendar::now()).unwrap());
         tx.commit().unwrap();
     }
     h.wake.as_ref().unwrap().try_send(()).ok();

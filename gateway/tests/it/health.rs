@@ -55,7 +55,12 @@ async fn healthz_is_200_degraded_with_a_failing_sink_and_dead_letters_and_names_
         let mut conn = Connection::open(dir.path().join(taza_store::DB_FILE)).unwrap();
         let tx = conn.transaction().unwrap();
         for n in [note(Channel::Webhook, "ops"), note(Channel::Telegram, "42")] {
-            assert!(outbox::enqueue(&tx, &n, taza_domain::calendar::now()).unwrap());
+            assert!(outbox::enqueue(
+                &taza_store::Db::Sqlite(&tx),
+                &n,
+                taza_domain::calendar::now()
+            )
+            .unwrap());
         }
         tx.commit().unwrap();
     }

@@ -20,6 +20,8 @@ mod crash;
 mod delivery;
 mod e2e;
 mod health;
+mod migrate;
+mod pg_replicas;
 mod replicas;
 mod scores;
 mod sink;

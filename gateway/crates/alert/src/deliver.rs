@@ -1,20 +1,25 @@
-//! The delivery worker: drains the `outbox` table through the channels.
+//! The delivery worker: drains the `outbox` table through the channels, on the leader only
+//! ([`Leader`]: always on SQLite; the holder of the lease among PostgreSQL replicas).
 //!
-//! It owns one SQLite write connection ([`taza_store::outbox::DeliveryDb`], busy timeout 5 s,
-//! like `store::admin`) used on the blocking pool, and loops: claim due `pending` rows oldest
-//! first (the claim counts the attempt and sets a lease in one commit, before anything is sent),
-//! send up to [`MAX_IN_FLIGHT`] at once, each bounded by [`super::channels::ATTEMPT_TIMEOUT`], then record `delivered`, a retry at
-//! [`backoff`] (or the receiver's own `retry_after`, whichever is later), or `dead` after a
-//! permanent refusal or `max_attempts`. Between rounds it sleeps until the earliest due row, a
-//! `wake` message (sent by the alert lifecycle after each enqueue commit) or shutdown.
+//! It works through the [`Store`]'s short transactions on the blocking pool, and loops: claim
+//! due `pending` rows oldest first (the claim counts the attempt and sets a lease in one commit,
+//! before anything is sent), send up to [`MAX_IN_FLIGHT`] at once, each bounded by
+//! [`super::channels::ATTEMPT_TIMEOUT`], then record `delivered`, a retry at [`backoff`] (or the
+//! receiver's own `retry_after`, whichever is later), or `dead` after a permanent refusal or
+//! `max_attempts`. Between rounds it sleeps until the earliest due row, a `wake` message (sent
+//! by the alert lifecycle after each enqueue commit) or shutdown.
 //!
-//! At least once: a crash after a send and before its record leaves the row leased; at start-up
-//! the worker clears such leases and sends the row again, with the same idempotency key. On
-//! shutdown it claims nothing new and lets in-flight attempts finish and be recorded.
+//! At least once: a crash after a send and before its record leaves the row leased. When the
+//! worker starts leading it ends such leases ([`outbox::release_stale_leases`]): at once on
+//! SQLite (one process per database), after [`TAKEOVER_GRACE`] on PostgreSQL (the predecessor
+//! may still be finishing an attempt it began), and sends those rows again, with the same
+//! idempotency key. Claims check the leader term in their transaction, so a replica that lost
+//! the lease claims nothing more. On shutdown, or when the lease is lost, it claims nothing new
+//! and lets in-flight attempts finish and be recorded.
 //!
-//! Telemetry: [`DeliveryMetrics`] (`taza_alert_delivery_*`), registered by the caller.
+//! Telemetry: [`DeliveryMetrics`] (`taza_alert_delivery_*`, and `taza_leader`), registered by
+//! the caller.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,13 +27,18 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::channels::{ChannelsConfig, FailureKind, RetryConfig, SendError, Senders};
-use taza_store::outbox::{Channel, Claimed, DeliveryDb as Db, Settle};
+use super::channels::{
+    ChannelsConfig, FailureKind, RetryConfig, SendError, Senders, ATTEMPT_TIMEOUT,
+};
+use taza_store::outbox::{self, Channel, Claimed, Settle};
+use taza_store::pg::lease::{self, Leader};
+use taza_store::{Backend, Store, StoreError};
 
 /// Attempts in flight at once: enough that one slow receiver does not hold up the rest, few
 /// enough that a burst of alerts does not open dozens of connections to one relay.
@@ -39,8 +49,18 @@ const LEASE: Duration = Duration::from_secs(60);
 /// Longest sleep between looks at the table: rows enqueued by a writer that does not send a
 /// `wake` are still picked up.
 const IDLE_POLL: Duration = Duration::from_secs(30);
-/// Wait before reopening the database after it failed.
+/// The same on PostgreSQL, shorter: a person's resolution through another replica's API
+/// queues notifications here without a `wake` (there is none across processes).
+const IDLE_POLL_SHARED: Duration = Duration::from_secs(2);
+/// Wait before trying the database again after it failed.
 const DB_RETRY: Duration = Duration::from_secs(5);
+/// On PostgreSQL, how long a new leader leaves its predecessor's in-flight attempts before it
+/// repeats them: the predecessor notices its loss within [`lease::STEP_DOWN_WITHIN`], an
+/// attempt ends within [`ATTEMPT_TIMEOUT`], and its record takes a moment more.
+pub const TAKEOVER_GRACE: Duration = Duration::from_secs(16);
+const _: () = assert!(
+    TAKEOVER_GRACE.as_secs() > lease::STEP_DOWN_WITHIN.as_secs() + ATTEMPT_TIMEOUT.as_secs()
+);
 /// Share of a backoff step taken off at random, so notifications that failed together spread.
 const JITTER_FRACTION: f64 = 0.2;
 
@@ -75,6 +95,8 @@ pub struct DeliveryMetrics {
     delivered: Family<ChannelLabel, Counter>,
     failures: Family<FailureLabel, Counter>,
     dead: Family<FailureLabel, Counter>,
+    /// 1 while this replica leads (evaluates alerts, drains the outbox and the sink queue).
+    leader: Gauge,
     /// Bumped after every recorded outcome, so health checks and tests can wait for progress
     /// instead of sleeping.
     settled: Arc<watch::Sender<u64>>,
@@ -94,6 +116,7 @@ impl DeliveryMetrics {
             delivered: Family::default(),
             failures: Family::default(),
             dead: Family::default(),
+            leader: Gauge::default(),
             settled: Arc::new(watch::channel(0).0),
         };
         for channel in Channel::ALL {
@@ -137,6 +160,22 @@ impl DeliveryMetrics {
             "Notifications given up (dead letters), by channel and the last failure's reason",
             self.dead.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease: it evaluates alerts and drains the \
+             outbox and the sink queue (always 1 on SQLite)",
+            self.leader.clone(),
+        );
+    }
+
+    /// Whether this replica leads (for `/healthz`).
+    pub fn is_leader(&self) -> bool {
+        self.leader.get() == 1
+    }
+
+    /// Records whether this replica leads (the alert evaluator follows the lease).
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Attempts started on `channel`.
@@ -273,21 +312,23 @@ impl DeliveryFailed<'_> {
     }
 }
 
-/// Starts the worker on the current tokio runtime. It stops after `shutdown` once its in-flight
-/// attempts are recorded.
+/// Starts the worker on the current tokio runtime. It delivers while `leader` leads and stops
+/// after `shutdown` once its in-flight attempts are recorded.
 pub fn spawn(
     cfg: ChannelsConfig,
-    db: PathBuf,
+    store: Store,
+    leader: Leader,
     metrics: DeliveryMetrics,
     wake: mpsc::Receiver<()>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(cfg, db, metrics, wake, shutdown))
+    tokio::spawn(run(cfg, store, leader, metrics, wake, shutdown))
 }
 
 async fn run(
     cfg: ChannelsConfig,
-    db_path: PathBuf,
+    store: Store,
+    mut leader: Leader,
     metrics: DeliveryMetrics,
     mut wake: mpsc::Receiver<()>,
     shutdown: CancellationToken,
@@ -300,88 +341,187 @@ async fn run(
             return;
         }
     };
-    let db = loop {
-        match Db::open(db_path.clone()).await {
-            Ok(db) => break db,
-            Err(e) => {
-                tracing::error!(error = %e, "alert delivery cannot open the outbox; retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(DB_RETRY) => {}
-                }
-            }
-        }
+    let (grace, idle_poll) = match store.backend() {
+        Backend::Sqlite => (Duration::ZERO, IDLE_POLL),
+        Backend::Postgres => (TAKEOVER_GRACE, IDLE_POLL_SHARED),
     };
     tracing::info!("alert delivery started");
-
-    let mut in_flight = FuturesUnordered::new();
-    let mut stopping = false;
-    let mut wake_open = true;
     loop {
-        let mut next_due_ms = None;
-        if !stopping {
-            let free = MAX_IN_FLIGHT.saturating_sub(in_flight.len());
-            let now_ms = now_ms();
-            if free > 0 {
-                let lease_ms = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
-                match db.claim_due(now_ms, lease_ms, free).await {
-                    Ok(claimed) => {
-                        for c in claimed {
-                            AttemptStarted {
-                                channel: c.n.channel,
-                            }
-                            .emit(&metrics);
-                            let senders = Arc::clone(&senders);
-                            in_flight.push(async move {
-                                let result = senders.send(&c.n).await;
-                                (c, result)
-                            });
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "claiming due notifications failed"),
-                }
-            }
-            if in_flight.len() < MAX_IN_FLIGHT {
-                next_due_ms = db.next_due_ms().await.unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "reading the outbox failed");
-                    Some(now_ms.saturating_add(duration_ms(DB_RETRY)))
-                });
-            }
+        let term = tokio::select! {
+            () = shutdown.cancelled() => break,
+            term = leader.acquired() => match term {
+                Some(t) => t,
+                None => break,
+            },
+        };
+        if !release_leases(&store, grace, &mut leader, term, &shutdown).await {
+            continue;
         }
-        if stopping && in_flight.is_empty() {
+        tracing::info!(term, "alert delivery drains the outbox");
+        let job = Job {
+            cfg: &cfg,
+            store: &store,
+            senders: &senders,
+            metrics: &metrics,
+            term,
+            idle_poll,
+        };
+        job.deliver(&mut leader, &mut wake, &shutdown).await;
+        if shutdown.is_cancelled() {
             break;
         }
-        // Sleep until the next due row (never longer than IDLE_POLL); with every slot busy, a
-        // finishing attempt is what wakes us.
-        let sleep_for = match next_due_ms {
-            Some(due) => Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0)),
-            None => IDLE_POLL,
-        }
-        .min(IDLE_POLL);
-        let timer_armed = !stopping && in_flight.len() < MAX_IN_FLIGHT;
-        tokio::select! {
-            () = shutdown.cancelled(), if !stopping => {
-                stopping = true;
-            }
-            Some((claimed, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                record(&db, &cfg.retry, &metrics, claimed, result).await;
-            }
-            msg = wake.recv(), if wake_open && !stopping => {
-                if msg.is_none() {
-                    wake_open = false;
-                }
-                // One look at the table serves every enqueue so far.
-                while wake.try_recv().is_ok() {}
-            }
-            () = tokio::time::sleep(sleep_for), if timer_armed => {}
-        }
+        tracing::info!(
+            term,
+            "alert delivery stopped draining: no longer the leader"
+        );
     }
     tracing::info!("alert delivery stopped");
 }
 
+/// Ends the leases a gone worker left ([`outbox::release_stale_leases`]), retrying while the
+/// store fails. False when leadership or the process ended first.
+async fn release_leases(
+    store: &Store,
+    grace: Duration,
+    leader: &mut Leader,
+    term: i64,
+    shutdown: &CancellationToken,
+) -> bool {
+    loop {
+        let grace_ms = duration_ms(grace);
+        let released = store
+            .write(move |db| outbox::release_stale_leases(db, now_ms(), grace_ms))
+            .await;
+        match released {
+            Ok(0) => return true,
+            Ok(n) => {
+                tracing::info!(
+                    leases = n,
+                    ?grace,
+                    "notifications left in flight by the previous worker will be sent again"
+                );
+                return true;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "alert delivery cannot read the outbox; retrying")
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = leader.lost(term) => return false,
+            () = tokio::time::sleep(DB_RETRY) => {}
+        }
+    }
+}
+
+/// One term of delivery.
+struct Job<'a> {
+    cfg: &'a ChannelsConfig,
+    store: &'a Store,
+    senders: &'a Arc<Senders>,
+    metrics: &'a DeliveryMetrics,
+    term: i64,
+    /// Longest sleep between looks at the table.
+    idle_poll: Duration,
+}
+
+impl Job<'_> {
+    /// Delivers until shutdown or the end of the term, then lets in-flight attempts finish.
+    async fn deliver(
+        &self,
+        leader: &mut Leader,
+        wake: &mut mpsc::Receiver<()>,
+        shutdown: &CancellationToken,
+    ) {
+        let mut in_flight = FuturesUnordered::new();
+        let mut stopping = false;
+        let mut wake_open = true;
+        let term = self.term;
+        loop {
+            let mut next_due_ms = None;
+            if !stopping {
+                let free = MAX_IN_FLIGHT.saturating_sub(in_flight.len());
+                let now_ms = now_ms();
+                if free > 0 {
+                    let lease_ms = duration_ms(LEASE);
+                    let claim = self
+                        .store
+                        .write(move |db| {
+                            // A replica that lost the lease claims nothing, even before it
+                            // noticed.
+                            if !lease::still_leader(db, term)? {
+                                return Ok(None);
+                            }
+                            outbox::claim_due(db, now_ms, lease_ms, free).map(Some)
+                        })
+                        .await;
+                    match claim {
+                        Ok(Some(claimed)) => {
+                            for c in claimed {
+                                AttemptStarted {
+                                    channel: c.n.channel,
+                                }
+                                .emit(self.metrics);
+                                let senders = Arc::clone(self.senders);
+                                in_flight.push(async move {
+                                    let result = senders.send(&c.n).await;
+                                    (c, result)
+                                });
+                            }
+                        }
+                        Ok(None) => {
+                            tracing::warn!(term, "outbox claim refused: another replica leads");
+                            stopping = true;
+                        }
+                        Err(e) => tracing::error!(error = %e, "claiming due notifications failed"),
+                    }
+                }
+                if !stopping && in_flight.len() < MAX_IN_FLIGHT {
+                    next_due_ms = self.store.read(outbox::next_due_ms).await.unwrap_or_else(
+                        |e: StoreError| {
+                            tracing::error!(error = %e, "reading the outbox failed");
+                            Some(now_ms.saturating_add(duration_ms(DB_RETRY)))
+                        },
+                    );
+                }
+            }
+            if stopping && in_flight.is_empty() {
+                break;
+            }
+            // Sleep until the next due row (never longer than the idle poll); with every slot busy, a
+            // finishing attempt is what wakes us.
+            let sleep_for = match next_due_ms {
+                Some(due) => Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0)),
+                None => self.idle_poll,
+            }
+            .min(self.idle_poll);
+            let timer_armed = !stopping && in_flight.len() < MAX_IN_FLIGHT;
+            tokio::select! {
+                () = shutdown.cancelled(), if !stopping => {
+                    stopping = true;
+                }
+                () = leader.lost(term), if !stopping => {
+                    stopping = true;
+                }
+                Some((claimed, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                    record(self.store, &self.cfg.retry, self.metrics, claimed, result).await;
+                }
+                msg = wake.recv(), if wake_open && !stopping => {
+                    if msg.is_none() {
+                        wake_open = false;
+                    }
+                    // One look at the table serves every enqueue so far.
+                    while wake.try_recv().is_ok() {}
+                }
+                () = tokio::time::sleep(sleep_for), if timer_armed => {}
+            }
+        }
+    }
+}
+
 /// Records one attempt's outcome.
 async fn record(
-    db: &Db,
+    store: &Store,
     retry: &RetryConfig,
     metrics: &DeliveryMetrics,
     c: Claimed,
@@ -420,7 +560,8 @@ async fn record(
     let id = c.id;
     // A failed record is not retried here: the row keeps its lease and is sent again when the
     // lease runs out (a repeat, which the idempotency key absorbs, rather than a loss).
-    if let Err(e) = db.settle(id, settle).await {
+    let settled = store.write(move |db| outbox::settle(db, id, &settle)).await;
+    if let Err(e) = settled {
         tracing::error!(outbox_id = id, error = %e, "recording a delivery outcome failed");
     }
     match &result {

@@ -18,7 +18,7 @@ use taza_domain::post::PostEntry;
 /// Share of a rolling window that readings must cover before a mean may fire.
 const MIN_WINDOW_COVERAGE: f64 = 0.75;
 /// Longest window any rule may look back over (the rolling buffers keep this much).
-const MAX_WINDOW_S: i64 = 6 * 3600;
+pub const MAX_WINDOW_S: i64 = 6 * 3600;
 
 /// A state change to record and notify.
 #[derive(Debug, Clone, PartialEq)]

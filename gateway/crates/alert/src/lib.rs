@@ -1,10 +1,20 @@
 //! Alerts for on-call staff. Owns: the rules ([`rules`]), their evaluation ([`engine`], pure),
-//! the alert lifecycle in SQLite ([`lifecycle`]), who is paged ([`route`]), and delivery
+//! the alert lifecycle in the store ([`lifecycle`]), who is paged ([`route`]), and delivery
 //! through the durable outbox ([`outbox`], [`deliver`], [`channels`]).
 //!
-//! Reads committed readings from the store writer (a bounded channel, blocking when full: an
-//! alert must never be skipped because the evaluator was busy) and a clock tick; writes the
-//! `alerts`, `alert_events` and `outbox` tables and wakes the delivery worker.
+//! Only the leader evaluates and delivers ([`Leader`]: always on SQLite; the holder of the
+//! PostgreSQL lease among replicas). Its input ([`Input`]): on SQLite the store writer's bounded
+//! channel (blocking when full: an alert must never be skipped because the evaluator was busy);
+//! on PostgreSQL the commit log of every replica's writer, read from a cursor in `store_meta`
+//! that advances in the transaction recording what the entries caused, plus a clock tick.
+//! Writes the `alerts`, `alert_events` and `outbox` tables and wakes the delivery worker.
+//!
+//! A new PostgreSQL leader rebuilds the evaluator as its predecessor had it: it replays the
+//! log's last [`engine::MAX_WINDOW_S`] up to the cursor without acting (windows, `for` timers,
+//! when each post was last heard), then takes the open alerts from the store and goes on from
+//! the cursor. Re-reading an entry cannot page twice: an open alert is unique per (rule, post)
+//! in the store and each notification's idempotency key is unique in the outbox. Any store
+//! failure while leading rebuilds it the same way, so memory never runs ahead of the store.
 
 pub mod channels;
 pub mod deliver;
@@ -14,11 +24,11 @@ pub use taza_store::outbox;
 pub mod route;
 pub mod rules;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::Quantity;
+use protocol::{Quantity, UnixSeconds};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -29,9 +39,10 @@ use taza_domain::pipeline::Committed;
 use taza_domain::registry::Registry;
 use taza_score::config::ScoreConfig;
 use taza_score::{Norms, NormsError};
-use taza_store::admin::AdminWriter;
 use taza_store::alerts;
-use taza_store::StoreError;
+use taza_store::pg::lease;
+pub use taza_store::pg::lease::Leader;
+use taza_store::{Store, StoreError};
 
 /// Capacity of store writer -> alert evaluator. Full policy: block (see the module doc).
 pub const ALERT_CHANNEL_CAPACITY: usize = 1024;
@@ -39,6 +50,13 @@ pub const ALERT_CHANNEL_CAPACITY: usize = 1024;
 /// `daily_mean_above` rule. NOTE: not the scorecard's rule (≥ 18 valid hours of 24,
 /// `data_capture.toml` `day_min_valid_hours`, mean of the valid hourly means).
 const DAILY_MIN_COVERAGE: f64 = 0.75;
+/// How often the PostgreSQL leader looks at the commit log (when the last look found less than
+/// a full batch).
+const LOG_POLL: Duration = Duration::from_millis(250);
+/// Commit-log entries read per look.
+const LOG_BATCH: i64 = 1000;
+/// Wait before rebuilding the evaluator after the store failed.
+const STORE_RETRY: Duration = Duration::from_secs(2);
 
 /// `[alert]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +104,19 @@ pub enum AlertError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another replica took the leader lease; this one must not write as leader.
+    #[error("this replica no longer leads")]
+    NotLeader,
+}
+
+/// Where the evaluator reads committed readings.
+#[derive(Debug)]
+pub enum Input {
+    /// SQLite: the store writer's bounded channel, in this process.
+    Writer(mpsc::Receiver<Arc<Committed>>),
+    /// PostgreSQL: the commit log every replica's writer appends to (the writers then get no
+    /// alert channel).
+    CommitLog,
 }
 
 /// What the API shares with the alert task.
@@ -141,22 +172,23 @@ pub struct Running {
     pub deliverer: JoinHandle<()>,
 }
 
-/// Starts the evaluator and the delivery worker. Rule thresholds that name norms are resolved
-/// against the norms `score` configures (shipped files, `norms_dir`, `limit_set`), once, here.
+/// Starts the evaluator and the delivery worker; both work while `leader` leads. Rule
+/// thresholds that name norms are resolved against the norms `score` configures (shipped
+/// files, `norms_dir`, `limit_set`), once, here.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
     cfg: AlertConfig,
     score: &ScoreConfig,
-    db: &Path,
+    store: Store,
+    leader: Leader,
     registry: Registry,
     default_cadence: Duration,
     metrics: deliver::DeliveryMetrics,
-    mut input: mpsc::Receiver<Arc<Committed>>,
+    input: Input,
     shutdown: CancellationToken,
 ) -> Result<Running, AlertError> {
     let norms = Norms::load_configured(score)?;
     let rules = rules::load(cfg.rules_file.as_deref(), &norms)?;
-    let conn = AdminWriter::open(db)?;
     let (wake_tx, wake_rx) = mpsc::channel(1);
     let shared = Arc::new(Shared {
         rules: rules.clone(),
@@ -175,8 +207,9 @@ pub fn spawn(
     });
     let deliverer = deliver::spawn(
         cfg.channels.clone(),
-        db.to_path_buf(),
-        metrics,
+        store.clone(),
+        leader.clone(),
+        metrics.clone(),
         wake_rx,
         shutdown.clone(),
     );
@@ -185,95 +218,293 @@ pub fn spawn(
             "no on-call contacts configured: alerts are recorded and shown, but nobody is paged"
         );
     }
-    let now = calendar::now();
-    let mut engine = engine::Engine::new(
+    let daily_quantities: Vec<Quantity> = rules
+        .iter()
+        .filter(|r| matches!(r.condition, rules::Condition::DailyMeanAbove { .. }))
+        .filter_map(|r| r.quantity)
+        .collect();
+    let evaluator = Evaluator {
         rules,
-        &registry.all(),
         default_cadence,
-        cfg.max_reading_age,
-        now,
-    );
-    let task_shared = Arc::clone(&shared);
-    let evaluator = tokio::spawn(async move {
-        let shared = task_shared;
-        match conn.run(|tx| Ok(lifecycle::open_keys(tx)?)).await {
-            Ok(open) => {
-                for (rule, post) in &open {
-                    engine.restore_open(rule, post);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot read open alerts; they may fire again"),
-        }
-        let daily_quantities: Vec<Quantity> = engine
-            .rules()
-            .iter()
-            .filter(|r| matches!(r.condition, rules::Condition::DailyMeanAbove { .. }))
-            .filter_map(|r| r.quantity)
-            .collect();
-        let mut today = LocalDay::containing(now).date;
-        let mut tick = tokio::time::interval(cfg.evaluate_every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let now = calendar::now();
-            // A tick also runs escalation, in the same transaction as its transitions.
-            let (transitions, escalate) = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                batch = input.recv() => match batch {
-                    Some(c) => (engine.on_readings(&c.post, &c.readings, now), false),
-                    None => break,
-                },
-                _ = tick.tick() => {
-                    if let Ok(open) = conn.run(|tx| Ok(lifecycle::open_keys(tx)?)).await {
-                        engine.sync_open(&open);
-                    }
-                    engine.set_posts(&shared.registry.all());
-                    let mut t = engine.on_tick(now);
-                    let day = LocalDay::containing(now).date;
-                    if day != today && !daily_quantities.is_empty() {
-                        let finished = LocalDay::containing(now.offset(-86_400)).label();
-                        let qs = daily_quantities.clone();
-                        let read = conn.run(move |tx| {
-                            let coverage = DAILY_MIN_COVERAGE;
-                            Ok(alerts::covered_daily_means(tx, &finished, &qs, coverage)?)
-                        });
-                        match read.await {
-                            Ok(means) => t.extend(engine.on_daily_means(&means, now)),
-                            Err(e) => tracing::error!(error = %e, "cannot read yesterday's daily means"),
-                        }
-                    }
-                    today = day;
-                    (t, true)
-                }
-            };
-            if transitions.is_empty() && !escalate {
-                continue;
-            }
-            let s = Arc::clone(&shared);
-            let result = conn
-                .run(move |tx| {
-                    let queued = s.with_context(|ctx| -> rusqlite::Result<usize> {
-                        let mut n = lifecycle::apply(tx, ctx, &transitions, now)?;
-                        if escalate {
-                            n += lifecycle::escalate(tx, ctx, now)?;
-                        }
-                        Ok(n)
-                    })?;
-                    Ok(queued)
-                })
-                .await;
-            match result {
-                Ok(0) => {}
-                Ok(_) => shared.wake_delivery(),
-                Err(e) => tracing::error!(error = %e, "recording alert transitions failed"),
-            }
-        }
-        tracing::debug!("alert evaluator stopped");
-    });
+        max_reading_age: cfg.max_reading_age,
+        evaluate_every: cfg.evaluate_every,
+        daily_quantities,
+        store,
+        shared: Arc::clone(&shared),
+        metrics,
+    };
+    let evaluator = tokio::spawn(evaluator.run(leader, input, shutdown));
     Ok(Running {
         shared,
         evaluator,
         deliverer,
     })
+}
+
+/// The evaluator task: follows until this replica leads, then evaluates for the term.
+struct Evaluator {
+    rules: Vec<rules::Rule>,
+    default_cadence: Duration,
+    max_reading_age: Duration,
+    evaluate_every: Duration,
+    daily_quantities: Vec<Quantity>,
+    store: Store,
+    shared: Arc<Shared>,
+    metrics: deliver::DeliveryMetrics,
+}
+
+/// What one turn of the evaluator's loop saw.
+enum Event {
+    Readings(Arc<Committed>),
+    Poll,
+    Tick,
+    Stop(Ended),
+}
+
+/// Why a term of evaluation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The gateway stops.
+    Shutdown,
+    /// The writer's channel closed (SQLite): the writer stopped.
+    InputClosed,
+    /// Another replica leads.
+    Lost,
+    /// The store failed (PostgreSQL): rebuild from it.
+    StoreFailed,
+}
+
+/// The writer channel's next batch; never, for the commit log.
+async fn from_writer(input: &mut Input) -> Option<Arc<Committed>> {
+    match input {
+        Input::Writer(rx) => rx.recv().await,
+        Input::CommitLog => std::future::pending().await,
+    }
+}
+
+impl Evaluator {
+    async fn run(self, mut leader: Leader, mut input: Input, shutdown: CancellationToken) {
+        loop {
+            let term = tokio::select! {
+                () = shutdown.cancelled() => break,
+                term = leader.acquired() => match term {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            self.metrics.set_leader(true);
+            tracing::info!(term, "alert evaluation runs on this replica");
+            let ended = self.lead(term, &mut leader, &mut input, &shutdown).await;
+            self.metrics.set_leader(false);
+            match ended {
+                Ended::Shutdown | Ended::InputClosed => break,
+                Ended::Lost => {
+                    tracing::info!(term, "alert evaluation stopped here: no longer the leader")
+                }
+                // Rebuilt from the store on the next turn, after a pause.
+                Ended::StoreFailed => tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(STORE_RETRY) => {}
+                },
+            }
+        }
+        tracing::debug!("alert evaluator stopped");
+    }
+
+    /// Evaluates for `term` until it ends, the input closes, shutdown, or (PostgreSQL) the
+    /// store fails.
+    async fn lead(
+        &self,
+        term: i64,
+        leader: &mut Leader,
+        input: &mut Input,
+        shutdown: &CancellationToken,
+    ) -> Ended {
+        let from_log = matches!(input, Input::CommitLog);
+        let now = calendar::now();
+        let mut engine = engine::Engine::new(
+            self.rules.clone(),
+            &self.shared.registry.all(),
+            self.default_cadence,
+            self.max_reading_age,
+            now,
+        );
+        let mut cursor = None;
+        if from_log {
+            match self.replay(&mut engine).await {
+                Ok(c) => cursor = Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot resume alert evaluation from the commit log");
+                    return Ended::StoreFailed;
+                }
+            }
+        }
+        match self.store.read(lifecycle::open_keys).await {
+            Ok(open) => engine.sync_open(&open),
+            Err(e) if from_log => {
+                tracing::error!(error = %e, "cannot read open alerts");
+                return Ended::StoreFailed;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read open alerts; they may fire again"),
+        }
+        let mut today = LocalDay::containing(now).date;
+        let mut tick = tokio::time::interval(self.evaluate_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A deadline, not a fresh sleep per pass: the evaluation tick (often shorter than the
+        // log poll) would otherwise restart the wait every time and the log was never read.
+        let mut next_poll = tokio::time::Instant::now();
+        loop {
+            let event = tokio::select! {
+                () = shutdown.cancelled() => Event::Stop(Ended::Shutdown),
+                () = leader.lost(term) => Event::Stop(Ended::Lost),
+                batch = from_writer(input) => {
+                    batch.map_or(Event::Stop(Ended::InputClosed), Event::Readings)
+                }
+                () = tokio::time::sleep_until(next_poll), if from_log => Event::Poll,
+                _ = tick.tick() => Event::Tick,
+            };
+            let now = calendar::now();
+            // A tick also runs escalation, in the same transaction as its transitions.
+            let mut escalate = false;
+            let mut advance = None;
+            let mut trim = None;
+            let transitions = match event {
+                Event::Stop(why) => return why,
+                Event::Readings(c) => engine.on_readings(&c.post, &c.readings, now),
+                Event::Poll => {
+                    let after = cursor.unwrap_or(0);
+                    let batch = self
+                        .store
+                        .read(move |db| alerts::log_tail(db, after, LOG_BATCH))
+                        .await;
+                    let batch = match batch {
+                        Ok(b) => b,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot read the commit log");
+                            return Ended::StoreFailed;
+                        }
+                    };
+                    next_poll = tokio::time::Instant::now()
+                        + if batch.len() as i64 >= LOG_BATCH {
+                            Duration::ZERO
+                        } else {
+                            LOG_POLL
+                        };
+                    advance = batch.last().map(|(seq, _)| *seq);
+                    batch
+                        .iter()
+                        .flat_map(|(_, c)| engine.on_readings(&c.post, &c.readings, now))
+                        .collect()
+                }
+                Event::Tick => {
+                    if let Ok(open) = self.store.read(lifecycle::open_keys).await {
+                        engine.sync_open(&open);
+                    }
+                    engine.set_posts(&self.shared.registry.all());
+                    let mut t = engine.on_tick(now);
+                    let day = LocalDay::containing(now).date;
+                    if day != today && !self.daily_quantities.is_empty() {
+                        let finished = LocalDay::containing(now.offset(-86_400)).label();
+                        let qs = self.daily_quantities.clone();
+                        let read = self.store.read(move |db| {
+                            alerts::covered_daily_means(db, &finished, &qs, DAILY_MIN_COVERAGE)
+                        });
+                        match read.await {
+                            Ok(means) => t.extend(engine.on_daily_means(&means, now)),
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot read yesterday's daily means")
+                            }
+                        }
+                    }
+                    today = day;
+                    escalate = true;
+                    // The log behind the cursor, older than a new leader replays.
+                    trim = cursor.map(|c| (c, now.offset(-engine::MAX_WINDOW_S)));
+                    t
+                }
+            };
+            if transitions.is_empty() && !escalate && advance.is_none() {
+                continue;
+            }
+            let s = Arc::clone(&self.shared);
+            let result = self
+                .store
+                .write(move |db| -> Result<usize, AlertError> {
+                    if !lease::still_leader(db, term)? {
+                        return Err(AlertError::NotLeader);
+                    }
+                    let queued = s.with_context(|ctx| -> Result<usize, StoreError> {
+                        let mut n = lifecycle::apply(db, ctx, &transitions, now)?;
+                        if escalate {
+                            n += lifecycle::escalate(db, ctx, now)?;
+                        }
+                        Ok(n)
+                    })?;
+                    if let Some(seq) = advance {
+                        alerts::set_log_cursor(db, seq)?;
+                    }
+                    if let Some((upto, before)) = trim {
+                        alerts::trim_log(db, upto, before)?;
+                    }
+                    Ok(queued)
+                })
+                .await;
+            match result {
+                Ok(queued) => {
+                    if advance.is_some() {
+                        cursor = advance;
+                    }
+                    if queued > 0 {
+                        self.shared.wake_delivery();
+                    }
+                }
+                Err(AlertError::NotLeader) => {
+                    tracing::warn!(
+                        term,
+                        "alert transitions not recorded: another replica leads"
+                    );
+                    return Ended::Lost;
+                }
+                // On SQLite the engine goes on (as it always has); on PostgreSQL it is rebuilt
+                // from the store, so it does not believe in transitions that were not saved.
+                Err(e) if from_log => {
+                    tracing::error!(error = %e, "recording alert transitions failed");
+                    return Ended::StoreFailed;
+                }
+                Err(e) => tracing::error!(error = %e, "recording alert transitions failed"),
+            }
+        }
+    }
+
+    /// Replays the commit log's recent past up to the cursor into `engine` without acting on
+    /// it, at the times the entries were received; returns the cursor (0 before any leader).
+    async fn replay(&self, engine: &mut engine::Engine) -> Result<i64, StoreError> {
+        let cursor = self.store.read(alerts::log_cursor).await?.unwrap_or(0);
+        let since = UnixSeconds(calendar::now().0 - engine::MAX_WINDOW_S);
+        let mut after = 0;
+        let mut replayed = 0usize;
+        loop {
+            let batch = self
+                .store
+                .read(move |db| alerts::log_history(db, after, cursor, since, LOG_BATCH))
+                .await?;
+            for (_, received_at, c) in &batch {
+                // What these caused is in the store already.
+                let _ = engine.on_readings(&c.post, &c.readings, *received_at);
+            }
+            replayed += batch.len();
+            match batch.last() {
+                Some((seq, _, _)) if batch.len() as i64 >= LOG_BATCH => after = *seq,
+                _ => break,
+            }
+        }
+        tracing::info!(
+            cursor,
+            replayed,
+            "alert evaluation resumes from the commit log"
+        );
+        Ok(cursor)
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
-//! The alert lifecycle in SQLite: firing -> acknowledged -> resolved, with every step in
-//! `alert_events`, at most one open alert per (rule, post) (a unique index, so even a bug cannot
-//! open two), and the notifications each step owes written to the durable outbox in the same
-//! transaction, so a crash can neither lose a page nor send one for an alert that was not saved.
-//! (`pending`, the wait for a rule's `for` duration, lives in the engine's memory.)
+//! The alert lifecycle in the store (SQLite or PostgreSQL, through [`Db`]): firing ->
+//! acknowledged -> resolved, with every step in `alert_events`, at most one open alert per
+//! (rule, post) (a unique index, so even a bug, or two replicas, cannot open two), and the
+//! notifications each step owes written to the durable outbox in the same transaction, so a
+//! crash can neither lose a page nor send one for an alert that was not saved. (`pending`, the
+//! wait for a rule's `for` duration, lives in the engine's memory.)
 
 use protocol::{PostId, UnixSeconds};
-use rusqlite::Transaction;
+use taza_store::{Db, StoreError};
 
 use super::engine::{FireEvent, Transition};
 use super::route::{Contact, OnCallConfig};
@@ -30,18 +31,18 @@ pub struct Context<'a> {
 /// Records the engine's transitions and queues their notifications. Returns how many
 /// notifications were queued.
 pub fn apply(
-    tx: &Transaction<'_>,
+    db: &Db<'_>,
     ctx: &Context<'_>,
     transitions: &[Transition],
     now: UnixSeconds,
-) -> rusqlite::Result<usize> {
+) -> Result<usize, StoreError> {
     let mut queued = 0;
     for t in transitions {
         match t {
-            Transition::Fire(f) => queued += fire(tx, ctx, f, now)?,
+            Transition::Fire(f) => queued += fire(db, ctx, f, now)?,
             Transition::Clear { rule, post, at } => {
-                if let Some(id) = log::open_id(tx, rule, post.as_str())? {
-                    queued += close(tx, ctx, id, "rule", *at)?;
+                if let Some(id) = log::open_id(db, rule, post.as_str())? {
+                    queued += close(db, ctx, id, "rule", *at)?;
                 }
             }
         }
@@ -50,11 +51,11 @@ pub fn apply(
 }
 
 fn fire(
-    tx: &Transaction<'_>,
+    db: &Db<'_>,
     ctx: &Context<'_>,
     f: &FireEvent,
     now: UnixSeconds,
-) -> rusqlite::Result<usize> {
+) -> Result<usize, StoreError> {
     let message = render(ctx, &f.rule, &f.post, f.value, f.threshold, "ru");
     let new = NewAlert {
         rule: &f.rule,
@@ -66,12 +67,12 @@ fn fire(
         message: &message,
         fired_at: f.at,
     };
-    let Some(id) = log::insert_firing(tx, &new)? else {
+    let Some(id) = log::insert_firing(db, &new)? else {
         // Already open (dedupe per rule and post).
         return Ok(0);
     };
     event(
-        tx,
+        db,
         id,
         now,
         "fired",
@@ -81,38 +82,38 @@ fn fire(
             f.value, f.threshold
         )),
     )?;
-    notify(tx, ctx, id, "fired", 1, now)
+    notify(db, ctx, id, "fired", 1, now)
 }
 
 fn close(
-    tx: &Transaction<'_>,
+    db: &Db<'_>,
     ctx: &Context<'_>,
     id: i64,
     by: &str,
     at: UnixSeconds,
-) -> rusqlite::Result<usize> {
-    let level = log::escalation_level(tx, id)?;
-    log::mark_resolved(tx, id, at, by)?;
-    event(tx, id, at, "resolved", by, None)?;
+) -> Result<usize, StoreError> {
+    let level = log::escalation_level(db, id)?;
+    log::mark_resolved(db, id, at, by)?;
+    event(db, id, at, "resolved", by, None)?;
     let mut queued = 0;
     for lvl in 1..=u8::try_from(level).unwrap_or(1) {
-        queued += notify(tx, ctx, id, "resolved", lvl, at)?;
+        queued += notify(db, ctx, id, "resolved", lvl, at)?;
     }
     Ok(queued)
 }
 
 /// A person acknowledges: escalation stops; the alert stays open until its condition clears.
 pub fn acknowledge(
-    tx: &Transaction<'_>,
+    db: &Db<'_>,
     id: i64,
     by: &str,
     now: UnixSeconds,
-) -> rusqlite::Result<Outcome> {
-    match state_of(tx, id)?.as_deref() {
+) -> Result<Outcome, StoreError> {
+    match state_of(db, id)?.as_deref() {
         None => Ok(Outcome::NotFound),
         Some("firing") => {
-            log::mark_acknowledged(tx, id, now, by)?;
-            event(tx, id, now, "acknowledged", by, None)?;
+            log::mark_acknowledged(db, id, now, by)?;
+            event(db, id, now, "acknowledged", by, None)?;
             Ok(Outcome::Done)
         }
         Some(_) => Ok(Outcome::AlreadyDone),
@@ -121,17 +122,17 @@ pub fn acknowledge(
 
 /// A person resolves an alert by hand (the engine then stays quiet until the condition clears).
 pub fn resolve(
-    tx: &Transaction<'_>,
+    db: &Db<'_>,
     ctx: &Context<'_>,
     id: i64,
     by: &str,
     now: UnixSeconds,
-) -> rusqlite::Result<Outcome> {
-    match state_of(tx, id)?.as_deref() {
+) -> Result<Outcome, StoreError> {
+    match state_of(db, id)?.as_deref() {
         None => Ok(Outcome::NotFound),
         Some("resolved") => Ok(Outcome::AlreadyDone),
         Some(_) => {
-            close(tx, ctx, id, by, now)?;
+            close(db, ctx, id, by, now)?;
             Ok(Outcome::Done)
         }
     }
@@ -139,19 +140,15 @@ pub fn resolve(
 
 /// Pages the next level for critical alerts nobody acknowledged in time. Returns notifications
 /// queued.
-pub fn escalate(
-    tx: &Transaction<'_>,
-    ctx: &Context<'_>,
-    now: UnixSeconds,
-) -> rusqlite::Result<usize> {
+pub fn escalate(db: &Db<'_>, ctx: &Context<'_>, now: UnixSeconds) -> Result<usize, StoreError> {
     let after_s = ctx.oncall.escalate_after.as_secs() as i64;
     let top = i64::from(ctx.oncall.top_level());
     let mut queued = 0;
-    for (id, level) in log::due_for_escalation(tx, top, after_s, now)? {
+    for (id, level) in log::due_for_escalation(db, top, after_s, now)? {
         let next = level + 1;
-        log::mark_escalated(tx, id, next, now)?;
+        log::mark_escalated(db, id, next, now)?;
         event(
-            tx,
+            db,
             id,
             now,
             "escalated",
@@ -159,7 +156,7 @@ pub fn escalate(
             Some(&format!("level {next}")),
         )?;
         queued += notify(
-            tx,
+            db,
             ctx,
             id,
             "escalated",
@@ -172,14 +169,14 @@ pub fn escalate(
 
 /// Queues the notifications `what` owes the contacts at `level`.
 fn notify(
-    tx: &Transaction<'_>,
+    db: &Db<'_>,
     ctx: &Context<'_>,
     id: i64,
     what: &str,
     level: u8,
     now: UnixSeconds,
-) -> rusqlite::Result<usize> {
-    let Some((alert, _)) = get(tx, id)? else {
+) -> Result<usize, StoreError> {
+    let Some((alert, _)) = get(db, id)? else {
         return Ok(0);
     };
     let Ok(post) = PostId::parse(&alert.post) else {
@@ -197,7 +194,7 @@ fn notify(
                 &contact.lang,
             );
             let n = notification(ctx, &alert, what, level, contact, channel, recipient, &text);
-            if outbox::enqueue(tx, &n, now)? {
+            if outbox::enqueue(db, &n, now)? {
                 queued += 1;
             }
         }
@@ -350,8 +347,8 @@ mod tests {
         })
     }
 
-    fn outbox_keys(tx: &Transaction<'_>) -> Vec<String> {
-        let mut keys: Vec<String> = outbox::list(tx, None, 100)
+    fn outbox_keys(db: &Db<'_>) -> Vec<String> {
+        let mut keys: Vec<String> = outbox::list(db, None, 100)
             .unwrap()
             .into_iter()
             .map(|r| r.key)
@@ -359,9 +356,37 @@ mod tests {
         keys.sort();
         keys
     }
+    use taza_store::pg::test_server::{on_postgres, on_sqlite};
 
     #[test]
-    fn fire_escalate_and_clear_write_the_alert_its_history_and_each_page_once() {
+    fn fire_escalate_and_clear_write_the_alert_its_history_and_each_page_once_on_sqlite() {
+        on_sqlite(fire_escalate_and_clear_write_the_alert_its_history_and_each_page_once);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fire_escalate_and_clear_write_the_alert_its_history_and_each_page_once_on_postgres() {
+        on_postgres(
+            "lifecycle::fire_escalate_and_clear",
+            fire_escalate_and_clear_write_the_alert_its_history_and_each_page_once,
+        )
+        .await;
+    }
+
+    #[test]
+    fn a_person_acknowledges_once_and_resolves_once_on_sqlite() {
+        on_sqlite(a_person_acknowledges_once_and_resolves_once);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_person_acknowledges_once_and_resolves_once_on_postgres() {
+        on_postgres(
+            "lifecycle::a_person_acknowledges_once",
+            a_person_acknowledges_once_and_resolves_once,
+        )
+        .await;
+    }
+
+    fn fire_escalate_and_clear_write_the_alert_its_history_and_each_page_once(db: &Db<'_>) {
         let norms = taza_score::Norms::embedded().unwrap();
         let rules = crate::rules::load(None, &norms).unwrap();
         let posts = [PostEntry::new(
@@ -381,13 +406,11 @@ mod tests {
             oncall: &oncall,
             public_url: "http://taza/",
         };
-        let mut conn = taza_store::schema::in_memory();
-        let tx = conn.transaction().unwrap();
         let now = UnixSeconds(T0);
         let fire = [fired("pm2_5_high_pollution", Severity::Critical)];
-        assert_eq!(apply(&tx, &ctx, &fire, now).unwrap(), 1, "level 1 paged");
-        assert_eq!(apply(&tx, &ctx, &fire, now).unwrap(), 0, "deduped");
-        let [alert] = list(&tx, Some("open"), 10).unwrap().try_into().unwrap();
+        assert_eq!(apply(db, &ctx, &fire, now).unwrap(), 1, "level 1 paged");
+        assert_eq!(apply(db, &ctx, &fire, now).unwrap(), 0, "deduped");
+        let [alert] = list(db, Some("open"), 10).unwrap().try_into().unwrap();
         assert_eq!(
             (
                 alert.state.as_str(),
@@ -401,14 +424,14 @@ mod tests {
             )
         );
 
-        assert_eq!(escalate(&tx, &ctx, now.offset(899)).unwrap(), 0);
+        assert_eq!(escalate(db, &ctx, now.offset(899)).unwrap(), 0);
         assert_eq!(
-            escalate(&tx, &ctx, now.offset(900)).unwrap(),
+            escalate(db, &ctx, now.offset(900)).unwrap(),
             1,
             "level 2 paged"
         );
         assert_eq!(
-            escalate(&tx, &ctx, now.offset(9000)).unwrap(),
+            escalate(db, &ctx, now.offset(9000)).unwrap(),
             0,
             "2 is the top"
         );
@@ -419,16 +442,16 @@ mod tests {
             at: now.offset(1000),
         }];
         assert_eq!(
-            apply(&tx, &ctx, &clear, now.offset(1000)).unwrap(),
+            apply(db, &ctx, &clear, now.offset(1000)).unwrap(),
             2,
             "both levels told"
         );
         assert_eq!(
-            apply(&tx, &ctx, &clear, now.offset(1000)).unwrap(),
+            apply(db, &ctx, &clear, now.offset(1000)).unwrap(),
             0,
             "nothing open"
         );
-        let (row, events) = get(&tx, alert.id).unwrap().unwrap();
+        let (row, events) = get(db, alert.id).unwrap().unwrap();
         assert_eq!(
             (
                 row.state.as_str(),
@@ -441,7 +464,7 @@ mod tests {
         assert_eq!(history, ["fired", "escalated", "resolved"]);
         let id = alert.id;
         assert_eq!(
-            outbox_keys(&tx),
+            outbox_keys(db),
             [
                 format!("{id}:escalated:2:email:chief@akimat.kz"),
                 format!("{id}:fired:1:email:duty@akimat.kz"),
@@ -451,8 +474,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_person_acknowledges_once_and_resolves_once() {
+    fn a_person_acknowledges_once_and_resolves_once(db: &Db<'_>) {
         let norms = taza_score::Norms::embedded().unwrap();
         let rules = crate::rules::load(None, &norms).unwrap();
         let oncall = OnCallConfig::default();
@@ -462,38 +484,33 @@ mod tests {
             oncall: &oncall,
             public_url: "http://taza",
         };
-        let mut conn = taza_store::schema::in_memory();
-        let tx = conn.transaction().unwrap();
         let now = UnixSeconds(T0);
         apply(
-            &tx,
+            db,
             &ctx,
             &[fired("pm2_5_one_time_limit", Severity::Warning)],
             now,
         )
         .unwrap();
-        let [alert] = list(&tx, None, 10).unwrap().try_into().unwrap();
+        let [alert] = list(db, None, 10).unwrap().try_into().unwrap();
         assert_eq!(
-            acknowledge(&tx, alert.id, "ops", now).unwrap(),
+            acknowledge(db, alert.id, "ops", now).unwrap(),
             Outcome::Done
         );
         assert_eq!(
-            acknowledge(&tx, alert.id, "ops", now).unwrap(),
+            acknowledge(db, alert.id, "ops", now).unwrap(),
             Outcome::AlreadyDone
         );
         assert_eq!(
-            resolve(&tx, &ctx, alert.id, "ops", now).unwrap(),
+            resolve(db, &ctx, alert.id, "ops", now).unwrap(),
             Outcome::Done
         );
         assert_eq!(
-            resolve(&tx, &ctx, alert.id, "ops", now).unwrap(),
+            resolve(db, &ctx, alert.id, "ops", now).unwrap(),
             Outcome::AlreadyDone
         );
-        assert_eq!(
-            acknowledge(&tx, 999, "ops", now).unwrap(),
-            Outcome::NotFound
-        );
-        let (row, _) = get(&tx, alert.id).unwrap().unwrap();
+        assert_eq!(acknowledge(db, 999, "ops", now).unwrap(), Outcome::NotFound);
+        let (row, _) = get(db, alert.id).unwrap().unwrap();
         assert_eq!(
             (
                 row.state.as_str(),

@@ -34,8 +34,8 @@ pub(super) async fn list(
     }
     let limit = q.limit.unwrap_or(200).min(2000);
     Ok(Json(
-        s.pool
-            .run(move |c| Ok(lifecycle::list(c, state.as_deref(), limit)?))
+        s.store
+            .read(move |db| lifecycle::list(db, state.as_deref(), limit))
             .await?,
     ))
 }
@@ -44,7 +44,7 @@ pub(super) async fn get(
     State(s): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let found = s.pool.run(move |c| Ok(lifecycle::get(c, id)?)).await?;
+    let found = s.store.read(move |db| lifecycle::get(db, id)).await?;
     let (alert, events) = found.ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
     Ok(Json(
         serde_json::json!({ "alert": alert, "events": events }),
@@ -61,15 +61,14 @@ async fn act(
     let shared = s.alerts.clone();
     let by = caller.name.clone();
     let outcome = s
-        .admin
-        .run(move |tx| {
+        .store
+        .write(move |db| {
             let now = taza_domain::calendar::now();
-            let outcome = if resolve {
-                shared.with_context(|ctx| lifecycle::resolve(tx, ctx, id, &by, now))?
+            if resolve {
+                shared.with_context(|ctx| lifecycle::resolve(db, ctx, id, &by, now))
             } else {
-                lifecycle::acknowledge(tx, id, &by, now)?
-            };
-            Ok(outcome)
+                lifecycle::acknowledge(db, id, &by, now)
+            }
         })
         .await?;
     match outcome {
@@ -127,8 +126,8 @@ pub(super) async fn outbox(
     };
     let limit = q.limit.unwrap_or(200).min(2000);
     Ok(Json(
-        s.pool
-            .run(move |c| Ok(outbox::list(c, state, limit)?))
+        s.store
+            .read(move |db| outbox::list(db, state, limit))
             .await?,
     ))
 }

@@ -1,5 +1,5 @@
 //! `GET /healthz`: can the gateway ingest, and are its outputs keeping up. Pings the store
-//! through the read pool ([`taza_store::ping`]), reads the MQTT connection and sink state from
+//! ([`taza_store::Store::ping`]), reads the MQTT connection and sink state from
 //! [`Metrics`], the `outbox` table's counts per alert channel, and the norms' state from
 //! [`crate::scoring::Scoring::norms_health`] (which also notices an edited norms folder). Makes no
 //! network call (probes hit it every few seconds).
@@ -34,26 +34,30 @@ struct ChannelHealth {
 /// delivery error) and `norms` ([`crate::scoring::NormsHealth`]: a department norms edit that
 /// does not validate is `"stale"`, with the file and key, and degrades the gateway while the
 /// last good norms stay in use), `task` (the supervisor's first failed task, while the gateway
-/// stops because of it: 503).
+/// stops because of it: 503), `leader` (this replica holds the leader lease: it evaluates
+/// alerts and drains the outbox and the sink queue; always true on SQLite).
 pub(super) async fn healthz(State(s): State<AppState>) -> Response {
     let listed: Vec<(Channel, bool)> = Channel::ALL
         .into_iter()
         .map(|c| (c, s.alerts.channels.contains(&c)))
         .collect();
-    let checked = s
-        .pool
-        .run(move |c| {
-            taza_store::ping(c)?;
-            let mut channels = Vec::new();
-            for (channel, configured) in listed {
-                let backlog = outbox::backlog(c, channel)?;
-                if configured || backlog != ChannelBacklog::default() {
-                    channels.push((channel, configured, backlog));
+    let store = s.store.clone();
+    let checked: Result<_, taza_store::StoreError> = async move {
+        store.ping().await?;
+        store
+            .read(move |db| {
+                let mut channels = Vec::new();
+                for (channel, configured) in listed {
+                    let backlog = outbox::backlog(db, channel)?;
+                    if configured || backlog != ChannelBacklog::default() {
+                        channels.push((channel, configured, backlog));
+                    }
                 }
-            }
-            Ok(channels)
-        })
-        .await;
+                Ok(channels)
+            })
+            .await
+    }
+    .await;
     let (store_ok, checked) = match checked {
         Ok(channels) => (true, channels),
         Err(e) => {
@@ -96,6 +100,7 @@ pub(super) async fn healthz(State(s): State<AppState>) -> Response {
         "channels": channels,
         "norms": norms,
         "task": failed_task,
+        "leader": s.metrics.delivery.is_leader(),
     });
     (code, Json(body)).into_response()
 }

@@ -1,6 +1,6 @@
 //! HTTP API (axum): `/api/v1/...` JSON over the store, Server-Sent Events of committed
-//! readings, `/healthz` and Prometheus `/metrics`. Reads the store through [`ReadPool`] and the
-//! live broadcast; writes nothing yet.
+//! readings, `/healthz` and Prometheus `/metrics`. Reads and writes the store (SQLite or
+//! PostgreSQL) through [`taza_store::Store`], and the live broadcast.
 
 mod alerts;
 mod auth;
@@ -38,7 +38,6 @@ use crate::telemetry::{LiveLagged, Metrics};
 use taza_domain::calendar::{self, parse_rfc3339, rfc3339};
 use taza_domain::pipeline::LiveSender;
 use taza_store::read::{self, Period};
-use taza_store::ReadPool;
 
 /// Default window of `/readings` and `/rollups` when `from` is not given.
 const DEFAULT_WINDOW_S: i64 = 86_400;
@@ -50,8 +49,6 @@ const MAX_READINGS: usize = 100_000;
 pub struct AppState {
     /// The store (SQLite or PostgreSQL): reads and people's changes go through it.
     pub store: taza_store::Store,
-    /// Read connections (SQLite only; being replaced by `store`).
-    pub pool: Arc<ReadPool>,
     /// Metrics, rendered at `/metrics`.
     pub metrics: Metrics,
     /// Committed readings, for `/api/v1/live`.
@@ -62,8 +59,6 @@ pub struct AppState {
     pub scoring: Arc<crate::scoring::Scoring>,
     /// Alert rules, rota and the delivery wake-up.
     pub alerts: Arc<taza_alert::Shared>,
-    /// Write connection for people's changes (zones).
-    pub admin: Arc<taza_store::admin::AdminWriter>,
     /// The post registry in memory.
     pub registry: taza_domain::registry::Registry,
     /// Provisioning and commissioning settings.
@@ -108,7 +103,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn latest(State(s): State<AppState>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
-    Ok(Json(s.pool.run(read::latest).await?))
+    Ok(Json(s.store.read(read::latest).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,7 +156,7 @@ fn post_id(raw: &str) -> Result<PostId, ApiError> {
 
 async fn ensure_post(s: &AppState, post: &PostId) -> Result<(), ApiError> {
     let p = post.clone();
-    if s.pool.run(move |c| read::post_exists(c, &p)).await? {
+    if s.store.read(move |db| read::post_exists(db, &p)).await? {
         Ok(())
     } else {
         Err(ApiError::NotFound(format!("no post {:?}", post.as_str())))
@@ -181,8 +176,8 @@ async fn post_readings(
     ensure_post(&s, &post).await?;
     let p = post.clone();
     let rows = s
-        .pool
-        .run(move |c| read::readings(c, &p, quantity, from, to, limit))
+        .store
+        .read(move |db| read::readings(db, &p, quantity, from, to, limit))
         .await?;
     Ok(Json(serde_json::json!({
         "post": post.as_str(),
@@ -216,8 +211,8 @@ async fn post_rollups(
     ensure_post(&s, &post).await?;
     let p = post.clone();
     let rows = s
-        .pool
-        .run(move |c| read::rollups(c, &p, quantity, period, from, to))
+        .store
+        .read(move |db| read::rollups(db, &p, quantity, period, from, to))
         .await?;
     Ok(Json(serde_json::json!({
         "post": post.as_str(),

@@ -80,8 +80,7 @@ impl From<ServiceError> for ApiError {
 
 /// The registry service on this gateway's store, keeping its in-memory registry in step.
 fn service(s: &AppState) -> RegistryService {
-    RegistryService::new(s.admin.clone(), s.pool.clone(), s.technician.settings())
-        .with_running(s.registry.clone())
+    RegistryService::new(s.store.clone(), s.technician.settings()).with_running(s.registry.clone())
 }
 
 /// Every post with its status and whether it runs the config the registry wants.

@@ -226,8 +226,8 @@ pub(super) async fn rivers(
 
 pub(super) async fn zones(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let (zones, posts) = s
-        .pool
-        .run(|c| Ok((read::zones(c)?, read::post_descriptors(c)?)))
+        .store
+        .read(|db| Ok((read::zones(db)?, read::post_descriptors(db)?)))
         .await?;
     let out: Vec<serde_json::Value> = zones
         .into_iter()
@@ -281,8 +281,8 @@ pub(super) async fn add_zone(
     let id = zone.id.clone();
     let by = caller.name.clone();
     let created = s
-        .admin
-        .run(move |tx| taza_store::admin::upsert_zone(tx, &zone, &by))
+        .store
+        .write(move |db| taza_store::admin::upsert_zone(db, &zone, &by))
         .await?;
     tracing::info!(zone = %id, by = %caller.name, created, "zone saved");
     let status = if created {
@@ -341,8 +341,10 @@ mod tests {
     const PM25_DAILY_45: &str = "[limit_sets.kz_dsm70.substances.pm2_5.daily_mg_m3]\nvalue = 0.045\nsource = \"department decision (test)\"\nstatus = \"unconfirmed\"\n";
     const PM25_BROKEN: &str =
         "[limit_sets.kz_dsm70.substances.pm2_5.daily_mg_m3]\nvalue = \"high\"\n";
+    /// A square around 76.89 E 43.24 N.
+    const SQUARE: &str = r#"{"type":"Polygon","coordinates":[[[76.88,43.23],[76.90,43.23],[76.90,43.25],[76.88,43.25],[76.88,43.23]]]}"#;
 
-    /// The API over a fresh store, scoring with `score`; the dir must outlive the router.
+    /// The API over a fresh SQLite store, scoring with `score`; the dir must outlive the router.
     fn app(score: taza_score::config::ScoreConfig) -> (tempfile::TempDir, AppState) {
         let dir = tempfile::tempdir().unwrap();
         let cfg = taza_store::config::StoreConfig {
@@ -351,16 +353,16 @@ mod tests {
         };
         drop(taza_store::open_writer(&cfg).unwrap());
         let path = taza_store::db_path(&cfg);
-        let pool = taza_store::ReadPool::new(&path);
+        let store = taza_store::Store::sqlite(&path).unwrap();
+        (dir, state_on(store, score))
+    }
+
+    /// The API over `store`, scoring with `score`.
+    fn state_on(store: taza_store::Store, score: taza_score::config::ScoreConfig) -> AppState {
         let registry = taza_domain::registry::Registry::new(&[], Duration::from_secs(60), false);
-        let admin = taza_store::admin::AdminWriter::open(&path).unwrap();
-        let state = AppState {
-            store: taza_store::Store::Sqlite {
-                reads: pool.clone(),
-                admin: admin.clone(),
-            },
-            scoring: Scoring::try_new(score, pool.clone()).unwrap(),
-            pool,
+        AppState {
+            scoring: Scoring::try_new(score, store.clone()).unwrap(),
+            store,
             metrics: crate::telemetry::Metrics::new(),
             live: tokio::sync::broadcast::channel(1).0,
             tokens: Arc::new(Vec::new()),
@@ -372,7 +374,6 @@ mod tests {
                 wake: tokio::sync::mpsc::channel(1).0,
                 channels: Vec::new(),
             }),
-            admin,
             registry,
             technician: Arc::new(TechnicianContext {
                 broker: "mqtt://127.0.0.1:1883".parse().unwrap(),
@@ -382,8 +383,7 @@ mod tests {
             }),
             tasks: Default::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
-        };
-        (dir, state)
+        }
     }
 
     async fn get(state: &AppState, uri: &str) -> (u16, serde_json::Value) {
@@ -482,15 +482,15 @@ mod tests {
     async fn a_stored_zone_that_does_not_parse_is_listed_with_why_not_with_no_posts() {
         let (_db, state) = app(Default::default());
         state
-            .admin
-            .run(|tx| {
+            .store
+            .write(|db| {
                 let zone = taza_store::admin::NewZone {
                     id: "centre-lez".into(),
                     name: "Центр".into(),
                     start_date: "5 Jan".into(),
                     geometry: r#"{"type":"Polygon","coordinates":[[[76.88,43.23],[76.90,43.23],[76.90,43.25],[76.88,43.23]]]}"#.into(),
                 };
-                taza_store::admin::upsert_zone(tx, &zone, "test")
+                taza_store::admin::upsert_zone(db, &zone, "test")
             })
             .await
             .unwrap();
@@ -499,6 +499,160 @@ mod tests {
         assert_eq!(zones[0]["posts_inside"], serde_json::Value::Null, "{zones}");
         let error = zones[0]["error"].as_str().unwrap();
         assert!(error.contains("5 Jan"), "{error}");
+    }
+
+    /// An air post with two days of PM2.5 (one whole, one of ten hours) and a whole day of NO2
+    /// in November 2026, a river post with a day of dissolved oxygen up to `now`, a zone around
+    /// the air post: readings and rollups in the logical layout, as both writers leave them.
+    fn fixture(now: protocol::UnixSeconds) -> String {
+        use protocol::UnixSeconds;
+        use std::fmt::Write;
+        let day = taza_domain::calendar::LocalDay::of(
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 10).unwrap(),
+        );
+        let mut sql = String::from(
+            "INSERT INTO posts (id, kind, name, latitude, longitude, district, river, sensors, cadence_s, updated_at)
+                 VALUES ('alm-b', 'air', 'B', 43.24, 76.89, 'Алмалинский', NULL, '[\"pm2_5\",\"no2\"]', 60, 0),
+                        ('riv-1', 'river', 'R', 43.2, 76.95, NULL, 'Есентай', '[\"dissolved_oxygen\"]', 600, 0);
+             INSERT INTO zones (id, name, start_date, geometry, updated_at, updated_by)
+                 VALUES ('centre-lez', 'Центр', '2026-11-11', '",
+        );
+        sql.push_str(SQUARE);
+        sql.push_str("', 0, 'test');\n");
+        let series: [(&str, &str, i64, usize, f64); 4] = [
+            ("alm-b", "pm2_5", day.start.0, 24, 20.0),
+            ("alm-b", "pm2_5", day.end.0, 10, 80.0),
+            ("alm-b", "no2", day.start.0, 24, 50.0),
+            (
+                "riv-1",
+                "dissolved_oxygen",
+                (now.0 / 3600 - 24) * 3600,
+                24,
+                5.0,
+            ),
+        ];
+        for (post, q, start, hours, base) in series {
+            let local = taza_domain::calendar::LocalDay::containing(UnixSeconds(start));
+            let (mut count, mut sum) = (0, 0.0);
+            for h in 0..hours as i64 {
+                let (at, mean) = (start + h * 3600, base + h as f64);
+                let (w, ws) = (3600.0 * mean, 1200.0 * mean);
+                writeln!(
+                    sql,
+                    "INSERT INTO readings (post, quantity, at, value, flags, window_s, received_at)
+                         VALUES ('{post}', '{q}', {}, {mean:?}, 0, 3600, {at});
+                     INSERT INTO rollup_hour (post, quantity, start, count, weighted_sum, covered_s, min, max, expected)
+                         VALUES ('{post}', '{q}', {at}, 1, {w:?}, 3600, {mean:?}, {mean:?}, 60);
+                     INSERT INTO rollup_20min (post, quantity, start, count, weighted_sum, covered_s, min, max)
+                         VALUES ('{post}', '{q}', {at}, 1, {ws:?}, 1200, {mean:?}, {mean:?}),
+                                ('{post}', '{q}', {at} + 1200, 1, {ws:?}, 1200, {mean:?}, {mean:?}),
+                                ('{post}', '{q}', {at} + 2400, 1, {ws:?}, 1200, {mean:?}, {mean:?});",
+                    at + 3600
+                )
+                .unwrap();
+                count += 1;
+                sum += w;
+            }
+            writeln!(
+                sql,
+                "INSERT INTO rollup_day (post, quantity, day, start, end_at, count, weighted_sum, covered_s, min, max, expected)
+                     VALUES ('{post}', '{q}', '{}', {}, {}, {count}, {sum:?}, {}, {base:?}, {:?}, 1440);",
+                local.label(),
+                local.start.0,
+                local.end.0,
+                count * 3600,
+                base + hours as f64 - 1.0,
+            )
+            .unwrap();
+        }
+        sql
+    }
+
+    /// Runs `sql` (several statements, no parameters) in a write transaction of `state`'s store.
+    async fn load(state: &AppState, sql: String) {
+        state
+            .store
+            .write(move |db| match db {
+                taza_store::Db::Sqlite(c) => Ok(c.execute_batch(&sql)?),
+                taza_store::Db::Pg(pg) => pg.batch_execute(&sql),
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_api_reads_and_scores_the_same_on_sqlite_and_postgres() {
+        let now = taza_domain::calendar::now();
+        let (_dir, sqlite) = app(Default::default());
+        let mut states = vec![sqlite];
+        if let Some(url) = taza_store::pg::test_server::database("api::reads_and_scores") {
+            let store =
+                taza_store::Store::Pg(taza_store::pg::PgStore::connect(&url).await.unwrap());
+            states.push(state_on(store, Default::default()));
+        }
+        let day = taza_domain::calendar::LocalDay::of(
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 10).unwrap(),
+        );
+        let (from, to) = (
+            taza_domain::calendar::rfc3339(day.start),
+            taza_domain::calendar::rfc3339(day.end.offset(86_400)),
+        );
+        let uris = [
+            format!("/api/v1/posts/alm-b/readings?from={from}&to={to}"),
+            format!("/api/v1/posts/alm-b/readings?quantity=no2&from={from}&to={to}&limit=5"),
+            format!("/api/v1/posts/alm-b/rollups?quantity=pm2_5&period=hour&from={from}&to={to}"),
+            format!("/api/v1/posts/alm-b/rollups?quantity=pm2_5&period=day&from={from}&to={to}"),
+            "/api/v1/latest".to_string(),
+            "/api/v1/zones".to_string(),
+            format!("/api/v1/scores/posts/alm-b?from={from}&to={to}"),
+            "/api/v1/scores/city?year=2026".to_string(),
+            "/api/v1/rivers".to_string(),
+            "/api/v1/zones/centre-lez/effect?quantity=pm2_5".to_string(),
+        ];
+        let mut answers = Vec::new();
+        for state in &states {
+            load(state, fixture(now)).await;
+            let mut got = Vec::new();
+            for uri in &uris {
+                let (status, mut body) = get(state, uri).await;
+                assert_eq!(status, 200, "{uri}: {body}");
+                if let Some(o) = body.as_object_mut() {
+                    o.remove("generated_at");
+                }
+                got.push(body);
+            }
+            answers.push(got);
+        }
+        let sqlite = &answers[0];
+        assert_eq!(
+            sqlite[0]["readings"].as_array().unwrap().len(),
+            24 + 10 + 24
+        );
+        assert_eq!(sqlite[1]["readings"].as_array().unwrap().len(), 5);
+        assert_eq!(sqlite[1]["truncated"], true);
+        assert_eq!(sqlite[2]["rollups"].as_array().unwrap().len(), 34);
+        let days = sqlite[3]["rollups"].as_array().unwrap();
+        assert_eq!(days.len(), 2, "{}", sqlite[3]);
+        assert_eq!(days[0]["mean"], 31.5, "the mean of 20..=43");
+        assert_eq!(sqlite[4].as_array().unwrap().len(), 3, "{}", sqlite[4]);
+        assert_eq!(sqlite[5][0]["posts_inside"], serde_json::json!(["alm-b"]));
+        let pm = sqlite[7]["pollutants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["quantity"] == "pm2_5")
+            .unwrap();
+        // From the day aggregates the refresh computed (the largest 20-minute mean).
+        assert_eq!(pm["posts_with_data"], 1, "{pm}");
+        assert!(pm["si_max"]["value"].as_f64().unwrap() > 0.0, "{pm}");
+        let oxygen = &sqlite[8][0]["parameters"][0];
+        assert_eq!(oxygen["quantity"], "dissolved_oxygen", "{}", sqlite[8]);
+        assert!(oxygen["valid_hours"].as_u64().unwrap() >= 23, "{oxygen}");
+        for (backend, got) in answers.iter().enumerate().skip(1) {
+            for ((uri, a), b) in uris.iter().zip(sqlite).zip(got) {
+                assert_eq!(a, b, "backend {backend}: {uri}");
+            }
+        }
     }
 
     #[test]

@@ -25,7 +25,8 @@ use protocol::{PostId, Quantity, UnixSeconds};
 use taza_domain::calendar::{self, LocalDay};
 use taza_score::config::ScoreConfig;
 use taza_score::{self as score, Norms, NormsError, PostKind};
-use taza_store::{read, ReadPool, StoreError};
+use taza_store::day_scores::{self, SharedAggregate};
+use taza_store::{read, Store, StoreError};
 
 /// River quantities the river status covers.
 pub const RIVER_QUANTITIES: [Quantity; 6] = [
@@ -252,21 +253,20 @@ pub struct NormsHealth {
 
 /// Scoring over the store.
 pub struct Scoring {
-    pool: Arc<ReadPool>,
+    store: Store,
     norms: Arc<NormsCell>,
     cache: Mutex<HashMap<i32, CachedCard>>,
-    /// Moves each time a refresh recomputed day aggregates (a reading changed some day).
-    data_version: AtomicU64,
-    /// The write connection refreshes recompute through, opened at the first one that has
-    /// work (the lock also keeps two refreshes from racing for the same dirty days).
-    refresher: Arc<Mutex<Option<taza_store::Connection>>>,
+    /// One refresh of the day aggregates at a time in this process (replicas take turns in
+    /// the store, [`day_scores::refresh_store`]).
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 /// A computed scorecard, and the versions of the norms and the data it was computed from.
 struct CachedCard {
     norms_version: u64,
-    /// [`Scoring::data_version`] when computed.
-    data_version: u64,
+    /// [`day_scores::aggregates_version`] when computed: it moves when any replica's refresh
+    /// changes the aggregates.
+    data_version: i64,
     card: Arc<score::CityScorecard>,
 }
 
@@ -279,30 +279,29 @@ impl std::fmt::Debug for Scoring {
 }
 
 impl Scoring {
-    /// Scoring with `cfg` over `pool`; loads the norms now. A broken norms folder at start is
+    /// Scoring with `cfg` over `store`; loads the norms now. A broken norms folder at start is
     /// logged and reported by every score request until it is fixed (see [`Self::try_new`]).
-    pub fn new(cfg: ScoreConfig, pool: Arc<ReadPool>) -> Arc<Self> {
+    pub fn new(cfg: ScoreConfig, store: Store) -> Arc<Self> {
         let norms = NormsCell::new(cfg);
         if let Err(e) = norms.current() {
             tracing::warn!(error = %e, "norms do not load; score requests fail until fixed");
         }
-        Self::with(norms, pool)
+        Self::with(norms, store)
     }
 
     /// Like [`Self::new`], but a norms folder that does not load is an error.
-    pub fn try_new(cfg: ScoreConfig, pool: Arc<ReadPool>) -> Result<Arc<Self>, ScoringError> {
+    pub fn try_new(cfg: ScoreConfig, store: Store) -> Result<Arc<Self>, ScoringError> {
         let norms = NormsCell::new(cfg);
         norms.current()?;
-        Ok(Self::with(norms, pool))
+        Ok(Self::with(norms, store))
     }
 
-    fn with(norms: NormsCell, pool: Arc<ReadPool>) -> Arc<Self> {
+    fn with(norms: NormsCell, store: Store) -> Arc<Self> {
         Arc::new(Self {
-            pool,
+            store,
             norms: Arc::new(norms),
             cache: Mutex::new(HashMap::new()),
-            data_version: AtomicU64::new(0),
-            refresher: Arc::new(Mutex::new(None)),
+            refreshing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -346,7 +345,7 @@ impl Scoring {
             }
         }
         let card = Arc::new(
-            city_scorecards_from_aggregates(&self.pool, (*norms.norms).clone(), year, year)
+            city_scorecards_from_aggregates(&self.store, (*norms.norms).clone(), year, year)
                 .await?
                 .pop()
                 .ok_or_else(|| ScoringError::Task("no scorecard computed".into()))?,
@@ -381,39 +380,32 @@ impl Scoring {
         year_dates(to_year)?;
         let norms = self.versioned().await?;
         self.refresh_aggregates(&norms.norms).await?;
-        city_scorecards_from_aggregates(&self.pool, (*norms.norms).clone(), from_year, to_year)
+        city_scorecards_from_aggregates(&self.store, (*norms.norms).clone(), from_year, to_year)
             .await
     }
 
     /// Recomputes the day aggregates that readings changed since the last call; returns the
-    /// data version (moves whenever aggregates changed). A read connection first asks whether
+    /// data version ([`day_scores::aggregates_version`]). A read transaction first asks whether
     /// anything is dirty, so a quiet store costs one indexed probe and never the write lock.
-    async fn refresh_aggregates(&self, norms: &Arc<Norms>) -> Result<u64, ScoringError> {
+    async fn refresh_aggregates(&self, norms: &Arc<Norms>) -> Result<i64, ScoringError> {
         let fingerprint = score::days::fingerprint(norms);
-        let pending = self
-            .pool
-            .run(move |c| taza_store::day_scores::needs_refresh(c, &fingerprint))
-            .await?;
-        if pending {
-            let db = self.pool.path().to_path_buf();
-            let (norms, refresher) = (Arc::clone(norms), Arc::clone(&self.refresher));
-            let changed = tokio::task::spawn_blocking(move || {
-                let mut slot = refresher.lock().unwrap_or_else(PoisonError::into_inner);
-                let conn = match slot.as_mut() {
-                    Some(conn) => conn,
-                    None => {
-                        slot.insert(taza_store::open_connection(&db).map_err(StoreError::from)?)
-                    }
-                };
-                refresh_with(conn, &norms)
+        let asked = fingerprint.clone();
+        let (pending, version) = self
+            .store
+            .read(move |db| {
+                Ok((
+                    day_scores::needs_refresh(db, &asked)?,
+                    day_scores::aggregates_version(db)?,
+                ))
             })
-            .await
-            .map_err(|e| ScoringError::Task(format!("refreshing day aggregates failed: {e}")))??;
-            if changed > 0 {
-                self.data_version.fetch_add(1, Ordering::Relaxed);
-            }
+            .await?;
+        if !pending {
+            return Ok(version);
         }
-        Ok(self.data_version.load(Ordering::Relaxed))
+        let _one = self.refreshing.lock().await;
+        day_scores::refresh_store(&self.store, &fingerprint, aggregate(Arc::clone(norms))).await?;
+        // Read again: the refresh moved it if it changed anything (here or on another replica).
+        Ok(self.store.read(day_scores::aggregates_version).await?)
     }
 
     /// Scores of one post over `[from, to)`.
@@ -425,9 +417,9 @@ impl Scoring {
     ) -> Result<score::PostScores, ScoringError> {
         let norms = self.norms().await?;
         let series = self
-            .pool
-            .run(move |c| {
-                let Some(descriptor) = read::post_descriptors(c)?
+            .store
+            .read(move |db| {
+                let Some(descriptor) = read::post_descriptors(db)?
                     .into_iter()
                     .find(|d| d.id == post)
                 else {
@@ -438,7 +430,7 @@ impl Scoring {
                     LocalDay::containing(from).start,
                     LocalDay::containing(to.offset(-1)).end,
                 );
-                read::one_post_series(c, descriptor, &score::days::SCORED, day_from, day_to)
+                read::one_post_series(db, descriptor, &score::days::SCORED, day_from, day_to)
                     .map(Some)
             })
             .await?;
@@ -452,14 +444,14 @@ impl Scoring {
         let norms = self.norms().await?;
         let now = calendar::now();
         let series = self
-            .pool
-            .run(move |c| {
-                let rivers: Vec<_> = read::post_descriptors(c)?
+            .store
+            .read(move |db| {
+                let rivers: Vec<_> = read::post_descriptors(db)?
                     .into_iter()
                     .filter(|d| d.kind == PostKind::River)
                     .collect();
                 read::post_series(
-                    c,
+                    db,
                     rivers,
                     &RIVER_QUANTITIES,
                     now.offset(-2 * 86_400),
@@ -478,8 +470,8 @@ impl Scoring {
     ) -> Result<score::ZoneEffect, ScoringError> {
         let norms = self.norms().await?;
         let row = self
-            .pool
-            .run(move |c| Ok(read::zones(c)?.into_iter().find(|z| z.id == id)))
+            .store
+            .read(move |db| Ok(read::zones(db)?.into_iter().find(|z| z.id == id)))
             .await?
             .ok_or_else(|| ScoringError::NotFound("no such zone".into()))?;
         // The API checks both before storing; a row that fails here was written around it.
@@ -498,14 +490,14 @@ impl Scoring {
             })?;
         let day0 = LocalDay::of(start).start;
         let series = self
-            .pool
-            .run(move |c| {
-                let air: Vec<_> = read::post_descriptors(c)?
+            .store
+            .read(move |db| {
+                let air: Vec<_> = read::post_descriptors(db)?
                     .into_iter()
                     .filter(|d| d.kind == PostKind::Air)
                     .collect();
                 read::post_series(
-                    c,
+                    db,
                     air,
                     &[quantity],
                     day0.offset(-ZONE_WINDOW_DAYS * 86_400),
@@ -531,57 +523,46 @@ pub fn load_norms(cfg: &ScoreConfig) -> Result<Norms, NormsError> {
 /// Reads what a year's scorecard needs (every plan year with data up to `year`, for the
 /// trajectory) and computes it.
 pub async fn city_scorecard_from(
-    pool: &Arc<ReadPool>,
+    store: &Store,
     norms: Norms,
     year: i32,
 ) -> Result<score::CityScorecard, ScoringError> {
     year_dates(year)?;
     let norms = Arc::new(norms);
-    refresh_aggregates(pool.path(), Arc::clone(&norms)).await?;
-    city_scorecards_from_aggregates(pool, (*norms).clone(), year, year)
+    refresh_aggregates(store, Arc::clone(&norms)).await?;
+    city_scorecards_from_aggregates(store, (*norms).clone(), year, year)
         .await?
         .pop()
         .ok_or_else(|| ScoringError::Task("no scorecard computed".into()))
 }
 
-/// Brings the store's day aggregates up to date under `norms` (on the blocking pool, through
-/// a write connection of its own: for `gateway report` and tests; the API keeps one in
-/// [`Scoring`]); returns how many days were recomputed.
-pub async fn refresh_aggregates(db: &Path, norms: Arc<Norms>) -> Result<usize, ScoringError> {
-    let db = db.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut conn = taza_store::open_connection(&db).map_err(StoreError::from)?;
-        refresh_with(&mut conn, &norms)
-    })
-    .await
-    .map_err(|e| ScoringError::Task(format!("refreshing day aggregates failed: {e}")))?
+/// Brings the store's day aggregates up to date under `norms` (for `gateway report` and
+/// tests; the API goes through [`Scoring`]); returns how many days were recomputed.
+pub async fn refresh_aggregates(store: &Store, norms: Arc<Norms>) -> Result<usize, ScoringError> {
+    let fingerprint = score::days::fingerprint(&norms);
+    Ok(day_scores::refresh_store(store, &fingerprint, aggregate(norms)).await?)
 }
 
-/// Recomputes the dirty day aggregates through `conn` with the engine's arithmetic (blocking).
-fn refresh_with(conn: &mut taza_store::Connection, norms: &Norms) -> Result<usize, ScoringError> {
+/// The engine's arithmetic of a day under `norms`, for the store's refresh.
+fn aggregate(norms: Arc<Norms>) -> SharedAggregate {
     let rules = norms.capture_rules();
-    let fingerprint = score::days::fingerprint(norms);
-    let aggregate =
-        |q: Quantity, hourly: &[score::HourlyMean], twenty: &[score::TwentyMinuteMean]| {
+    Arc::new(
+        move |q: Quantity, hourly: &[score::HourlyMean], twenty: &[score::TwentyMinuteMean]| {
             score::days::day_stats(
                 hourly,
                 twenty,
                 &rules,
-                score::days::one_time_limit(norms, q),
+                score::days::one_time_limit(&norms, q),
             )
-        };
-    Ok(taza_store::day_scores::refresh(
-        conn,
-        &fingerprint,
-        &aggregate,
-    )?)
+        },
+    )
 }
 
 /// Scorecards of `from_year..=to_year` from the day aggregates (which the caller refreshed):
 /// the aggregates of every day from the plan's first year, the 20-minute detail of days that
 /// reach a ВЗ multiple (episodes), and the last day of hourly means (comparison views).
 async fn city_scorecards_from_aggregates(
-    pool: &Arc<ReadPool>,
+    store: &Store,
     norms: Norms,
     from_year: i32,
     to_year: i32,
@@ -590,7 +571,7 @@ async fn city_scorecards_from_aggregates(
     let (_, next_year) = year_dates(to_year)?;
     let now = calendar::now();
     let norms = Arc::new(norms);
-    let descriptors = pool.run(read::post_descriptors).await?;
+    let descriptors = store.read(read::post_descriptors).await?;
     // The read dominates (some 150 000 aggregate rows for the plan years): split the posts over
     // READ_PARTS read connections, each on its own blocking thread.
     let per_part = descriptors.len().div_ceil(READ_PARTS).max(1);
@@ -598,33 +579,34 @@ async fn city_scorecards_from_aggregates(
     for chunk in descriptors.chunks(per_part) {
         let chunk = chunk.to_vec();
         let read_norms = Arc::clone(&norms);
-        let pool = Arc::clone(pool);
+        let store = store.clone();
         parts.push(async move {
-            pool.run(move |c| {
-                let high = read_norms.episodes.high_multiple.value;
-                let limits: Vec<(Quantity, Option<f64>)> = score::days::SCORED
-                    .iter()
-                    .map(|q| (*q, score::days::one_time_limit(&read_norms, *q)))
-                    .collect();
-                let detail = |q: Quantity, d: &score::DayStats| {
-                    limits
+            store
+                .read(move |db| {
+                    let high = read_norms.episodes.high_multiple.value;
+                    let limits: Vec<(Quantity, Option<f64>)> = score::days::SCORED
                         .iter()
-                        .find(|(lq, _)| *lq == q)
-                        .and_then(|(_, l)| *l)
-                        .is_some_and(|l| score::days::needs_detail(d, l, high))
-                };
-                taza_store::day_scores::day_series(
-                    c,
-                    chunk,
-                    &score::days::SCORED,
-                    plan_start,
-                    next_year,
-                    // compare_latest reads the 24 hours before the last complete hour.
-                    now.offset(-26 * 3600),
-                    &detail,
-                )
-            })
-            .await
+                        .map(|q| (*q, score::days::one_time_limit(&read_norms, *q)))
+                        .collect();
+                    let detail = |q: Quantity, d: &score::DayStats| {
+                        limits
+                            .iter()
+                            .find(|(lq, _)| *lq == q)
+                            .and_then(|(_, l)| *l)
+                            .is_some_and(|l| score::days::needs_detail(d, l, high))
+                    };
+                    taza_store::day_scores::day_series(
+                        db,
+                        chunk,
+                        &score::days::SCORED,
+                        plan_start,
+                        next_year,
+                        // compare_latest reads the 24 hours before the last complete hour.
+                        now.offset(-26 * 3600),
+                        &detail,
+                    )
+                })
+                .await
         });
     }
     let mut posts = Vec::with_capacity(descriptors.len());
@@ -755,8 +737,8 @@ mod tests {
         cell.loads.load(Ordering::Relaxed)
     }
 
-    /// A fresh store; the dir must outlive the pool.
-    fn store() -> (tempfile::TempDir, std::path::PathBuf, Arc<ReadPool>) {
+    /// A fresh SQLite store; the dir must outlive it.
+    fn store() -> (tempfile::TempDir, std::path::PathBuf, Store) {
         let dir = tempfile::tempdir().unwrap();
         let cfg = taza_store::config::StoreConfig {
             data_dir: dir.path().to_path_buf(),
@@ -764,8 +746,8 @@ mod tests {
         };
         drop(taza_store::open_writer(&cfg).unwrap());
         let path = taza_store::db_path(&cfg);
-        let pool = ReadPool::new(&path);
-        (dir, path, pool)
+        let store = Store::sqlite(&path).unwrap();
+        (dir, path, store)
     }
 
     #[test]
@@ -841,9 +823,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_cached_scorecard_is_reused_until_the_norms_version_changes() {
-        let (_db, _, pool) = store();
+        let (_db, _, store) = store();
         let dir = tempfile::tempdir().unwrap();
-        let scoring = Scoring::try_new(with_dir(dir.path()), pool).unwrap();
+        let scoring = Scoring::try_new(with_dir(dir.path()), store).unwrap();
         let a = scoring.city(2025).await.unwrap();
         let b = scoring.city(2025).await.unwrap();
         assert!(Arc::ptr_eq(&a, &b));
@@ -859,12 +841,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_year_outside_the_scorecard_range_is_refused_not_scored_as_1970() {
-        let (_db, _, pool) = store();
-        let scoring = Scoring::try_new(ScoreConfig::default(), pool.clone()).unwrap();
+        let (_db, _, store) = store();
+        let scoring = Scoring::try_new(ScoreConfig::default(), store.clone()).unwrap();
         for year in [999_999, 262_143, 1999, 2101, i32::MAX, i32::MIN] {
             let city = scoring.city(year).await;
             assert!(matches!(city, Err(ScoringError::Invalid(_))), "{year}");
-            let report = city_scorecard_from(&pool, Norms::embedded().unwrap(), year).await;
+            let report = city_scorecard_from(&store, Norms::embedded().unwrap(), year).await;
             assert!(matches!(report, Err(ScoringError::Invalid(_))), "{year}");
         }
         assert_eq!(scoring.city(2025).await.unwrap().year, 2025);
@@ -872,21 +854,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_stored_zone_whose_start_date_does_not_parse_is_an_error_naming_the_zone() {
-        let (_db, path, pool) = store();
-        let admin = taza_store::admin::AdminWriter::open(&path).unwrap();
-        admin
-            .run(|tx| {
+        let (_db, _, store) = store();
+        store
+            .write(|db| {
                 let zone = taza_store::admin::NewZone {
                     id: "centre-lez".into(),
                     name: "Центр".into(),
                     start_date: "5 Jan".into(),
                     geometry: SQUARE.into(),
                 };
-                taza_store::admin::upsert_zone(tx, &zone, "test")
+                taza_store::admin::upsert_zone(db, &zone, "test")
             })
             .await
             .unwrap();
-        let scoring = Scoring::try_new(ScoreConfig::default(), pool).unwrap();
+        let scoring = Scoring::try_new(ScoreConfig::default(), store).unwrap();
         let error = scoring
             .zone_effect("centre-lez".into(), Quantity::No2)
             .await
@@ -999,7 +980,7 @@ mod tests {
         let rules = norms.capture_rules();
         let limit = score::days::one_time_limit(&norms, Quantity::Pm2_5);
         for seed in 0..6u64 {
-            let (_dir, path, pool) = store();
+            let (_dir, path, store) = store();
             let post = PostId::parse("alm-01").unwrap();
             let mut entry = taza_domain::post::PostEntry::new(
                 post.clone(),
@@ -1025,17 +1006,21 @@ mod tests {
                 writer.send(&post, chunk.to_vec()).await;
                 if k % 4 == 1 {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    refresh_aggregates(&path, Arc::clone(&norms)).await.unwrap();
+                    refresh_aggregates(&store, Arc::clone(&norms))
+                        .await
+                        .unwrap();
                 }
             }
             tokio::task::spawn_blocking(move || writer.finish())
                 .await
                 .unwrap();
-            refresh_aggregates(&path, Arc::clone(&norms)).await.unwrap();
+            refresh_aggregates(&store, Arc::clone(&norms))
+                .await
+                .unwrap();
 
             let next = first + chrono::Months::new(2);
-            let stored = pool
-                .run(move |c| {
+            let stored = store
+                .read(move |db| {
                     // The post is in the writer's registry only, not in the `posts` table.
                     let descriptors = vec![score::PostDescriptor {
                         id: PostId::parse("alm-01").unwrap(),
@@ -1047,7 +1032,7 @@ mod tests {
                         critical_level: None,
                     }];
                     let mut series = taza_store::day_scores::day_series(
-                        c,
+                        db,
                         descriptors,
                         &[Quantity::Pm2_5],
                         first,
@@ -1055,7 +1040,7 @@ mod tests {
                         UnixSeconds(i64::MAX),
                         &|_, _| false,
                     )?;
-                    let raw = buckets_from_raw(c, 60);
+                    let raw = buckets_from_raw(db.sqlite().unwrap(), 60);
                     Ok((series.pop(), raw))
                 })
                 .await

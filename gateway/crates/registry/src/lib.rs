@@ -14,3 +14,5 @@ pub mod mosquitto;
 pub mod provision;
 pub mod refresh;
 pub mod service;
+#[cfg(test)]
+mod testing;

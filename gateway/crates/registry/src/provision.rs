@@ -9,13 +9,13 @@ use std::time::Duration;
 use protocol::device_config::{self, DeviceConfig, MAX_DEVICE_CONFIG_BYTES};
 use protocol::post_config::{Calibration, No2SensorConfig, PostConfig, MAX_CALIBRATIONS};
 use protocol::{PostId, Quantity};
-use rusqlite::Transaction;
 use serde_json::json;
 
 use crate::config::ProvisionConfig;
 use crate::manage::{self, RegistryError};
 use taza_domain::post::{PostEntry, PostKind};
 use taza_ingest::config::{BrokerUrl, MqttConfig};
+use taza_store::Db;
 
 /// Sampling interval when the registry sets none, seconds.
 const DEFAULT_SAMPLE_S: u32 = 10;
@@ -138,14 +138,14 @@ pub fn desired_config(
 /// Issues credentials for `post` and builds its blob, in the caller's transaction (credentials
 /// and the audit row commit together). `broker` is the address the post dials.
 pub fn provision(
-    tx: &Transaction<'_>,
+    db: &Db<'_>,
     post: &PostId,
     actor: &str,
     broker: &BrokerUrl,
     topic_prefix: &str,
     default_cadence: Duration,
 ) -> Result<Provisioned, ProvisionError> {
-    let entry = taza_store::registry::get(tx, post)
+    let entry = taza_store::registry::get(db, post)
         .map_err(RegistryError::from)?
         .filter(|r| r.active())
         .map(|r| r.entry)
@@ -166,7 +166,7 @@ pub fn provision(
             "no installed sensors in the registry; add them before provisioning".into(),
         ));
     }
-    let issued = manage::issue_credentials(tx, post, actor)?;
+    let issued = manage::issue_credentials(db, post, actor)?;
     fn text<const N: usize>(s: &str, what: &str) -> Result<heapless::String<N>, String> {
         heapless::String::try_from(s).map_err(|_| format!("{what} too long for the device config"))
     }
@@ -194,7 +194,7 @@ pub fn provision(
         device_config::crc32(&blob),
         taza_domain::calendar::rfc3339(taza_domain::calendar::now()),
     );
-    taza_store::registry::audit(tx, actor, post, "provision", &json!({ "summary": summary }))
+    taza_store::registry::audit(db, actor, post, "provision", &json!({ "summary": summary }))
         .map_err(RegistryError::from)?;
     Ok(Provisioned {
         post: post.clone(),
@@ -247,9 +247,17 @@ mod tests {
             sensitivity_mv_per_ppb: 0.25,
         });
         let tx = conn.transaction().unwrap();
-        manage::add(&tx, &e, "test", Duration::from_secs(60)).unwrap();
+        manage::add(&Db::Sqlite(&tx), &e, "test", Duration::from_secs(60)).unwrap();
         let broker: BrokerUrl = "mqtts://mqtt.example.kz:8883".parse().unwrap();
-        let p = provision(&tx, &id, "test", &broker, "taza", Duration::from_secs(60)).unwrap();
+        let p = provision(
+            &Db::Sqlite(&tx),
+            &id,
+            "test",
+            &broker,
+            "taza",
+            Duration::from_secs(60),
+        )
+        .unwrap();
         tx.commit().unwrap();
 
         let d = device_config::decode(&p.blob).unwrap();
@@ -265,7 +273,8 @@ mod tests {
         assert_eq!(d.config.no2.unwrap().sensitivity_mv_per_ppb, 0.25);
         assert_eq!(d.config.hash(), p.config_hash);
         // The password in the blob is the one the registry now accepts, and only its hash is kept.
-        let registry = crate::refresh::load(&conn, Duration::from_secs(60), false).unwrap();
+        let registry =
+            crate::refresh::load_from(&Db::Sqlite(&conn), Duration::from_secs(60), false).unwrap();
         assert_eq!(
             registry.authenticate("alm-air-200", d.password.as_str()),
             Some(id.clone())
@@ -277,9 +286,17 @@ mod tests {
         assert!(qr_code(&p.summary).unwrap().lines().count() > 10);
         // Provisioning again rotates the password: the old blob stops working.
         let tx = conn.transaction().unwrap();
-        let again = provision(&tx, &id, "test", &broker, "taza", Duration::from_secs(60)).unwrap();
+        let again = provision(
+            &Db::Sqlite(&tx),
+            &id,
+            "test",
+            &broker,
+            "taza",
+            Duration::from_secs(60),
+        )
+        .unwrap();
         tx.commit().unwrap();
-        crate::refresh::reload_if_changed(&registry, &conn).unwrap();
+        crate::refresh::reload_if_changed(&registry, &Db::Sqlite(&conn)).unwrap();
         assert_eq!(
             registry.authenticate("alm-air-200", d.password.as_str()),
             None
@@ -297,13 +314,28 @@ mod tests {
         let id = PostId::parse("alm-air-201").unwrap();
         let e = PostEntry::new(id.clone(), PostKind::Air, "x", 43.2, 76.9);
         let tx = conn.transaction().unwrap();
-        manage::add(&tx, &e, "test", Duration::from_secs(60)).unwrap();
+        manage::add(&Db::Sqlite(&tx), &e, "test", Duration::from_secs(60)).unwrap();
         let broker: BrokerUrl = "mqtt://127.0.0.1:1883".parse().unwrap();
-        let err = provision(&tx, &id, "t", &broker, "taza", Duration::from_secs(60)).unwrap_err();
+        let err = provision(
+            &Db::Sqlite(&tx),
+            &id,
+            "t",
+            &broker,
+            "taza",
+            Duration::from_secs(60),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("no installed sensors"), "{err}");
-        manage::retire(&tx, &id, "t", "test").unwrap();
+        manage::retire(&Db::Sqlite(&tx), &id, "t", "test").unwrap();
         assert!(matches!(
-            provision(&tx, &id, "t", &broker, "taza", Duration::from_secs(60)),
+            provision(
+                &Db::Sqlite(&tx),
+                &id,
+                "t",
+                &broker,
+                "taza",
+                Duration::from_secs(60)
+            ),
             Err(ProvisionError::Registry(RegistryError::NotFound(_)))
         ));
     }

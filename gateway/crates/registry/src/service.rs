@@ -1,13 +1,14 @@
 //! The registry's one door: every operation `gateway posts ...` and the `/api/v1/posts` routes
 //! offer (add, replace, retire, provision, commission, list and show with config state, the
-//! audit trail). Each change runs in its own IMMEDIATE transaction on the admin write
-//! connection ([`AdminWriter`]) and commits together with its audit row; reads go through the
-//! read pool. Callers only parse input and format output.
+//! audit trail). Each change runs in its own write transaction of the [`Store`] (SQLite's admin
+//! connection, or the PostgreSQL pool replicas share) and commits together with its audit row;
+//! reads are read transactions of the same store. Callers only parse input and format output.
 //!
 //! Reads and writes the tables of `taza_store::registry` (posts, credentials, audit) and reads
 //! `taza_store::status` (post status, readings) for commissioning. With the running gateway's
 //! in-memory [`Registry`] attached ([`RegistryService::with_running`]), a change is visible to
-//! ingest and the config publisher at once instead of at the next periodic refresh.
+//! ingest and the config publisher at once instead of at the next periodic refresh (which is
+//! how the other replicas learn of it, [`crate::refresh`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +18,9 @@ use protocol::PostId;
 use taza_domain::post::PostEntry;
 use taza_domain::registry::Registry;
 use taza_ingest::config::BrokerUrl;
-use taza_store::admin::AdminWriter;
 use taza_store::read::{self, ConfigState, PostSummary};
 use taza_store::registry::{self as table, AuditEntry, PostRecord, StoredCredential};
-use taza_store::{ReadPool, StoreError};
+use taza_store::{Store, StoreError};
 
 use crate::commission::{self, Lang, PlausibleRanges, Report};
 use crate::manage::{self, RegistryError};
@@ -125,18 +125,16 @@ impl Commissioning {
 /// The registry service; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RegistryService {
-    writer: Arc<AdminWriter>,
-    pool: Arc<ReadPool>,
+    store: Store,
     settings: RegistrySettings,
     running: Option<Registry>,
 }
 
 impl RegistryService {
-    /// A service on the store's admin write connection and read pool.
-    pub fn new(writer: Arc<AdminWriter>, pool: Arc<ReadPool>, settings: RegistrySettings) -> Self {
+    /// A service on `store`.
+    pub fn new(store: Store, settings: RegistrySettings) -> Self {
         Self {
-            writer,
-            pool,
+            store,
             settings,
             running: None,
         }
@@ -156,8 +154,8 @@ impl RegistryService {
     /// Brings the config file's `[[posts]]` into the registry ([`manage::apply_config_posts`]).
     pub async fn apply_config_posts(&self, posts: Vec<PostEntry>) -> Result<(), ServiceError> {
         let cadence = self.settings.default_cadence;
-        self.writer
-            .run_checked(move |tx| manage::apply_config_posts(tx, &posts, cadence))
+        self.store
+            .write(move |db| manage::apply_config_posts(db, &posts, cadence))
             .await?;
         self.refresh().await;
         Ok(())
@@ -166,8 +164,8 @@ impl RegistryService {
     /// Registers a new post.
     pub async fn add(&self, entry: PostEntry, actor: &str) -> Result<(), ServiceError> {
         let (cadence, actor) = (self.settings.default_cadence, actor.to_string());
-        self.writer
-            .run_checked(move |tx| manage::add(tx, &entry, &actor, cadence))
+        self.store
+            .write(move |db| manage::add(db, &entry, &actor, cadence))
             .await?;
         self.refresh().await;
         Ok(())
@@ -176,8 +174,8 @@ impl RegistryService {
     /// Replaces a registered post's details.
     pub async fn replace(&self, entry: PostEntry, actor: &str) -> Result<(), ServiceError> {
         let (cadence, actor) = (self.settings.default_cadence, actor.to_string());
-        self.writer
-            .run_checked(move |tx| manage::replace(tx, &entry, &actor, cadence))
+        self.store
+            .write(move |db| manage::replace(db, &entry, &actor, cadence))
             .await?;
         self.refresh().await;
         Ok(())
@@ -195,8 +193,8 @@ impl RegistryService {
             return Err(RegistryError::Invalid(vec!["say why the post is retired".into()]).into());
         }
         let actor = actor.to_string();
-        self.writer
-            .run_checked(move |tx| manage::retire(tx, &post, &actor, &reason))
+        self.store
+            .write(move |db| manage::retire(db, &post, &actor, &reason))
             .await?;
         self.refresh().await;
         Ok(())
@@ -219,9 +217,9 @@ impl RegistryService {
         let prefix = self.settings.topic_prefix.clone();
         let (cadence, actor) = (self.settings.default_cadence, actor.to_string());
         let done = self
-            .writer
-            .run_checked(move |tx| {
-                let done = provision::provision(tx, &post, &actor, &broker, &prefix, cadence)
+            .store
+            .write(move |db| {
+                let done = provision::provision(db, &post, &actor, &broker, &prefix, cadence)
                     .map_err(ServiceError::from)?;
                 keep(&done).map_err(ServiceError::Step)?;
                 Ok::<_, ServiceError>(done)
@@ -236,8 +234,8 @@ impl RegistryService {
     pub async fn list(&self) -> Result<Vec<PostView>, ServiceError> {
         let cadence = self.settings.default_cadence;
         let (posts, records) = self
-            .pool
-            .run(|c| Ok((read::posts(c)?, table::all(c)?)))
+            .store
+            .read(|db| Ok((read::posts(db)?, table::all(db)?)))
             .await?;
         let mut records: std::collections::HashMap<String, PostRecord> = records
             .into_iter()
@@ -263,12 +261,12 @@ impl RegistryService {
     /// A post's record (retired ones too) and its audit trail; None if it was never registered.
     pub async fn show(&self, post: PostId) -> Result<Option<PostDetail>, ServiceError> {
         Ok(self
-            .pool
-            .run(move |c| {
-                let Some(record) = table::get(c, &post)? else {
+            .store
+            .read(move |db| {
+                let Some(record) = table::get(db, &post)? else {
                     return Ok(None);
                 };
-                let audit = table::audit_trail(c, Some(&post), SHOW_AUDIT_ROWS)?;
+                let audit = table::audit_trail(db, Some(&post), SHOW_AUDIT_ROWS)?;
                 Ok(Some(PostDetail { record, audit }))
             })
             .await?)
@@ -281,21 +279,21 @@ impl RegistryService {
         limit: usize,
     ) -> Result<Vec<AuditEntry>, ServiceError> {
         Ok(self
-            .pool
-            .run(move |c| table::audit_trail(c, post.as_ref(), limit))
+            .store
+            .read(move |db| table::audit_trail(db, post.as_ref(), limit))
             .await?)
     }
 
     /// Credentials of the posts in service (for Mosquitto's password file).
     pub async fn credentials(&self) -> Result<Vec<StoredCredential>, ServiceError> {
-        Ok(self.pool.run(table::credentials).await?)
+        Ok(self.store.read(table::credentials).await?)
     }
 
     /// Whether `post` was ever registered (retired posts too).
     pub async fn is_registered(&self, post: PostId) -> Result<bool, ServiceError> {
         Ok(self
-            .pool
-            .run(move |c| Ok(table::get(c, &post)?.is_some()))
+            .store
+            .read(move |db| Ok(table::get(db, &post)?.is_some()))
             .await?)
     }
 
@@ -304,8 +302,8 @@ impl RegistryService {
     pub async fn start_commissioning(&self, post: PostId) -> Result<Commissioning, ServiceError> {
         let id = post.clone();
         let entry = self
-            .pool
-            .run(move |c| table::get(c, &id))
+            .store
+            .read(move |db| table::get(db, &id))
             .await?
             .filter(PostRecord::active)
             .map(|r| r.entry)
@@ -328,7 +326,7 @@ impl RegistryService {
         actor: &str,
     ) -> Result<Report, ServiceError> {
         let report = commission::run(
-            self.pool.clone(),
+            self.store.clone(),
             post.entry,
             post.desired_config_hash,
             post.cadence,
@@ -342,21 +340,21 @@ impl RegistryService {
             "failed": report.failures().map(|c| c.name.clone()).collect::<Vec<_>>(),
         });
         let (id, actor) = (report.post.clone(), actor.to_string());
-        self.writer
-            .run(move |tx| table::audit(tx, &actor, &id, "commission", &summary))
+        self.store
+            .write(move |db| table::audit(db, &actor, &id, "commission", &summary))
             .await?;
         Ok(report)
     }
 
-    /// Brings the attached in-memory registry up to date now (the periodic refresh would in
-    /// 2 s), so the caller's next request already sees its change.
+    /// Brings the attached in-memory registry up to date now (the periodic refresh would within
+    /// a second), so the caller's next request already sees its change.
     async fn refresh(&self) {
         let Some(registry) = self.running.clone() else {
             return;
         };
         if let Err(e) = self
-            .pool
-            .run(move |c| crate::refresh::reload_if_changed(&registry, c))
+            .store
+            .read(move |db| crate::refresh::reload_if_changed(&registry, db))
             .await
         {
             tracing::warn!(error = %e, "cannot reload the registry after a change");
@@ -369,6 +367,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use taza_domain::post::PostKind;
+    use taza_domain::registry::Admission;
+
+    use crate::testing::{postgres, postgres_at, sqlite};
 
     const MIN: Duration = Duration::from_secs(60);
 
@@ -378,33 +379,24 @@ mod tests {
         e
     }
 
-    /// A service on a fresh database file, attached to a running copy of the registry.
-    fn service(dir: &std::path::Path) -> (RegistryService, Registry) {
-        let cfg = taza_store::config::StoreConfig {
-            data_dir: dir.to_path_buf(),
-            ..Default::default()
-        };
-        let conn = taza_store::open_writer(&cfg).unwrap();
-        let running = crate::refresh::load(&conn, MIN, false).unwrap();
-        let db = taza_store::db_path(&cfg);
-        let service = RegistryService::new(
-            AdminWriter::open(&db).unwrap(),
-            ReadPool::new(&db),
-            RegistrySettings {
-                default_cadence: MIN,
-                topic_prefix: "taza".into(),
-                post_broker: "mqtt://127.0.0.1:1883".parse().unwrap(),
-                ranges: Arc::new(PlausibleRanges::shipped().unwrap()),
-            },
-        )
-        .with_running(running.clone());
+    fn settings() -> RegistrySettings {
+        RegistrySettings {
+            default_cadence: MIN,
+            topic_prefix: "taza".into(),
+            post_broker: "mqtt://127.0.0.1:1883".parse().unwrap(),
+            ranges: Arc::new(PlausibleRanges::shipped().unwrap()),
+        }
+    }
+
+    /// A service on `store`, attached to a running copy of the registry.
+    async fn service(store: Store) -> (RegistryService, Registry) {
+        let running = crate::refresh::load(&store, MIN, false).await.unwrap();
+        let service = RegistryService::new(store, settings()).with_running(running.clone());
         (service, running)
     }
 
-    #[tokio::test]
-    async fn every_change_is_audited_and_reaches_the_running_copy_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (svc, running) = service(dir.path());
+    async fn every_change_is_audited_and_reaches_the_running_copy_at_once(store: Store) {
+        let (svc, running) = service(store).await;
         let id = PostId::parse("alm-air-400").unwrap();
         svc.add(entry("alm-air-400"), "token:admin").await.unwrap();
         assert!(
@@ -479,10 +471,8 @@ mod tests {
             .is_none());
     }
 
-    #[tokio::test]
-    async fn commissioning_a_silent_post_fails_and_is_audited() {
-        let dir = tempfile::tempdir().unwrap();
-        let (svc, _) = service(dir.path());
+    async fn commissioning_a_silent_post_fails_and_is_audited(store: Store) {
+        let (svc, _) = service(store).await;
         svc.add(entry("alm-air-401"), "t").await.unwrap();
         let c = svc
             .start_commissioning(PostId::parse("alm-air-401").unwrap())
@@ -502,5 +492,82 @@ mod tests {
             ("commission", "cli:aigerim")
         );
         assert_eq!(last.detail["passed"], false);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_change_is_audited_and_reaches_the_running_copy_at_once_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        every_change_is_audited_and_reaches_the_running_copy_at_once(sqlite(dir.path())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_change_is_audited_and_reaches_the_running_copy_at_once_on_postgres() {
+        let Some(store) = postgres("service::every_change_is_audited").await else {
+            return;
+        };
+        every_change_is_audited_and_reaches_the_running_copy_at_once(store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commissioning_a_silent_post_fails_and_is_audited_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        commissioning_a_silent_post_fails_and_is_audited(sqlite(dir.path())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commissioning_a_silent_post_fails_and_is_audited_on_postgres() {
+        let Some(store) = postgres("service::commissioning_a_silent_post").await else {
+            return;
+        };
+        commissioning_a_silent_post_fails_and_is_audited(store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_post_added_through_replica_a_is_admitted_by_replica_b_within_two_seconds() {
+        let Some(url) = taza_store::pg::test_server::database("service::replica_a_to_b") else {
+            return;
+        };
+        // Two gateways on one PostgreSQL database, each with its own running registry; B
+        // learns of A's change only through its periodic refresh.
+        let (a, _) = service(postgres_at(&url).await).await;
+        let b_store = postgres_at(&url).await;
+        let b = crate::refresh::load(&b_store, MIN, false).await.unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let refresh = crate::refresh::spawn(b.clone(), b_store, stop.clone());
+        let id = PostId::parse("alm-air-402").unwrap();
+        assert_eq!(b.admit(&id), Admission::Refused);
+
+        a.add(entry("alm-air-402"), "token:admin").await.unwrap();
+        let added = tokio::time::Instant::now();
+        let done = a
+            .provision(id.clone(), "token:admin", None, |_| Ok(()))
+            .await
+            .unwrap();
+        // The password the post will log in with, from its device config blob.
+        let password = protocol::device_config::decode(&done.blob)
+            .unwrap()
+            .password
+            .to_string();
+        while b.admit(&id) != Admission::Registered
+            || b.authenticate(id.as_str(), &password).is_none()
+        {
+            assert!(
+                added.elapsed() < Duration::from_secs(2),
+                "replica B does not admit the post 2 s after replica A added it"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        a.retire(id.clone(), "token:admin", "moved").await.unwrap();
+        let retired = tokio::time::Instant::now();
+        while b.admit(&id) != Admission::Refused {
+            assert!(
+                retired.elapsed() < Duration::from_secs(2),
+                "replica B still admits the post 2 s after replica A retired it"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        refresh.await.unwrap();
     }
 }

@@ -1,13 +1,15 @@
 //! Long-term store sink: readings copied to InfluxDB 2 through a durable queue.
 //!
 //! The store writer queues each new reading in `sink_queue` in the transaction that stores it
-//! ([`queue`]); this worker, on its own SQLite connection, reads the oldest `batch_size` rows,
+//! ([`queue`]); this worker, through the [`Store`] (SQLite or the PostgreSQL server replicas
+//! share) and on the leader only ([`Leader`]: always on SQLite; the holder of the lease among
+//! replicas, so one replica drains the shared queue), reads the oldest `batch_size` rows,
 //! writes them as line protocol ([`line`]) and deletes them only after a 2xx. An InfluxDB
 //! outage therefore loses nothing: the queue grows, the worker retries with exponential backoff
 //! (`retry_initial` doubling up to `retry_max`), and when InfluxDB returns the backlog drains in
 //! commit order, full batches back to back. A crash between InfluxDB's 2xx and the delete sends
 //! that batch again; InfluxDB keeps one point per (series, time), so the repeat overwrites
-//! itself.
+//! itself. The same holds for the moment two replicas may overlap when the lease changes hands.
 //!
 //! HTTP: a plain `POST {url}/api/v2/write?org=&bucket=&precision=s` with
 //! `Authorization: Token …`, the endpoint and header the `influxdb2` crate uses, over the
@@ -29,8 +31,8 @@ pub mod config;
 pub mod line;
 pub use taza_store::sink_queue as queue;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -38,13 +40,14 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use rusqlite::Connection;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{InfluxConfig, SinkConfig};
 
 use taza_domain::secret::SecretString;
+use taza_store::pg::lease::Leader;
+use taza_store::{Db, Store};
 
 /// How long the final flush at shutdown may take in all: the queue keeps the rest.
 const SHUTDOWN_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
@@ -72,9 +75,6 @@ pub enum SinkError {
     /// The HTTP client could not be built.
     #[error("sink HTTP client: {0}")]
     Http(String),
-    /// The queue's database could not be opened.
-    #[error("sink queue: {0}")]
-    Db(#[from] rusqlite::Error),
 }
 
 /// Why a write failed: a metric label from a fixed set.
@@ -404,15 +404,15 @@ fn join(base: &reqwest::Url, path: &str) -> reqwest::Url {
     u
 }
 
-/// Builds the request body from queued rows: one line per reading. Returns the body, the last
-/// id it covers and the points in it (rows with an unknown quantity or a non-finite value are
+/// Builds the request body from queued rows: one line per reading. Returns the body, the ids
+/// it covers and the points in it (rows with an unknown quantity or a non-finite value are
 /// covered but left out: they can never be written).
-pub fn body(rows: &[queue::Queued]) -> (String, i64, usize) {
+pub fn body(rows: &[queue::Queued]) -> (String, Vec<i64>, usize) {
     let mut out = String::with_capacity(rows.len() * 96);
-    let mut last = 0;
+    let mut ids = Vec::with_capacity(rows.len());
     let mut points = 0;
     for r in rows {
-        last = r.id;
+        ids.push(r.id);
         let Some(quantity) = protocol::Quantity::parse(&r.quantity) else {
             continue;
         };
@@ -438,14 +438,14 @@ pub fn body(rows: &[queue::Queued]) -> (String, i64, usize) {
             points += 1;
         }
     }
-    (out, last, points)
+    (out, ids, points)
 }
 
 /// The running worker.
 struct Worker {
     cfg: InfluxConfig,
     client: InfluxClient,
-    db: Arc<Mutex<Connection>>,
+    store: Store,
     metrics: SinkMetrics,
 }
 
@@ -460,33 +460,18 @@ enum Round {
 }
 
 impl Worker {
-    async fn db<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, String> {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || {
-            let conn = db
-                .lock()
-                .map_err(|_| "sink queue lock poisoned".to_string())?;
-            f(&conn).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())?
-    }
-
     async fn round(&self) -> Round {
         let limit = self.cfg.batch_size;
-        let rows = match self.db(move |c| queue::oldest(c, limit)).await {
+        let rows = match self.store.read(move |db| queue::oldest(db, limit)).await {
             Ok(rows) => rows,
-            Err(e) => return self.failed(FailureKind::Queue, &e),
+            Err(e) => return self.failed(FailureKind::Queue, &e.to_string()),
         };
         if rows.is_empty() {
             self.metrics.backlog.set(0);
             return Round::Empty;
         }
         let full = rows.len() >= limit;
-        let (body, last_id, points) = body(&rows);
+        let (body, ids, points) = body(&rows);
         let outcome = if points == 0 {
             WriteOutcome::Accepted
         } else {
@@ -510,9 +495,10 @@ impl Worker {
             WriteOutcome::Retry(kind, what) => return self.failed(kind, &what),
         }
         match self
-            .db(move |c| {
-                queue::remove_through(c, last_id)?;
-                queue::backlog(c)
+            .store
+            .write(move |db: &Db<'_>| {
+                queue::remove(db, &ids)?;
+                queue::backlog(db)
             })
             .await
         {
@@ -524,7 +510,7 @@ impl Worker {
             }
             // Written but still queued: the next round sends it again and InfluxDB overwrites
             // the same points.
-            Err(e) => self.failed(FailureKind::Queue, &e),
+            Err(e) => self.failed(FailureKind::Queue, &e.to_string()),
         }
     }
 
@@ -555,17 +541,41 @@ impl Worker {
     }
 
     async fn refresh_backlog(&self) {
-        if let Ok(n) = self.db(queue::backlog).await {
+        if let Ok(n) = self.store.read(queue::backlog).await {
             self.metrics
                 .backlog
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 
-    async fn run(self, shutdown: CancellationToken) {
+    /// Drains while this replica leads; at shutdown, a last flush if it still does.
+    async fn run(self, mut leader: Leader, shutdown: CancellationToken) {
+        loop {
+            let term = tokio::select! {
+                () = shutdown.cancelled() => break,
+                term = leader.acquired() => match term {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            tracing::info!(term, "InfluxDB sink drains the queue on this replica");
+            self.drain(term, &mut leader, &shutdown).await;
+            if shutdown.is_cancelled() {
+                if leader.is_leader() {
+                    self.final_flush().await;
+                }
+                break;
+            }
+            tracing::info!(term, "InfluxDB sink stopped draining: no longer the leader");
+        }
+        tracing::debug!("InfluxDB sink stopped");
+    }
+
+    /// Rounds until shutdown or the end of `term`.
+    async fn drain(&self, term: i64, leader: &mut Leader, shutdown: &CancellationToken) {
         self.refresh_backlog().await;
         let mut backoff = self.cfg.retry_initial;
-        while !shutdown.is_cancelled() {
+        while !shutdown.is_cancelled() && leader.term() == Some(term) {
             let wait = match self.round().await {
                 Round::Done { full: true } => {
                     backoff = self.cfg.retry_initial;
@@ -585,11 +595,10 @@ impl Worker {
             };
             tokio::select! {
                 () = shutdown.cancelled() => break,
+                () = leader.lost(term) => break,
                 () = tokio::time::sleep(wait) => {}
             }
         }
-        self.final_flush().await;
-        tracing::debug!("InfluxDB sink stopped");
     }
 
     /// One more pass at shutdown (the writer's last commit included), without retries.
@@ -604,16 +613,16 @@ impl Worker {
     }
 }
 
-/// Starts the worker over the store at `db`. It stops with `shutdown` after a last flush;
-/// await the handle to wait for that.
+/// Starts the worker over `store`; it drains while `leader` leads. It stops with `shutdown`
+/// after a last flush; await the handle to wait for that.
 pub fn spawn(
     cfg: InfluxConfig,
-    db: &Path,
+    store: Store,
+    leader: Leader,
     metrics: SinkMetrics,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, SinkError> {
     let client = InfluxClient::new(&cfg)?;
-    let conn = taza_store::open_connection(db)?;
     metrics
         .enabled
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -630,10 +639,10 @@ pub fn spawn(
     let worker = Worker {
         cfg,
         client,
-        db: Arc::new(Mutex::new(conn)),
+        store,
         metrics,
     };
-    Ok(tokio::spawn(worker.run(shutdown)))
+    Ok(tokio::spawn(worker.run(leader, shutdown)))
 }
 
 #[cfg(test)]
@@ -698,8 +707,8 @@ mod tests {
             row(9, "no_such_quantity", Some("air")),
             row(10, "rssi", None),
         ];
-        let (text, last, points) = body(&rows);
-        assert_eq!((last, points), (10, 3));
+        let (text, ids, points) = body(&rows);
+        assert_eq!((ids, points), (vec![7, 8, 9, 10], 3));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines,
@@ -709,7 +718,7 @@ mod tests {
                 "device,district=Медеуский\\ район,kind=unregistered,post=p-1,quantity=rssi value=1.5,flags=0i 1010",
             ]
         );
-        assert_eq!(body(&[]), (String::new(), 0, 0));
+        assert_eq!(body(&[]), (String::new(), Vec::new(), 0));
     }
 
     #[test]

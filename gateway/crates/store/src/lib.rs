@@ -1,3 +1,7 @@
+//! The store, on SQLite (the embedded default, one machine) or PostgreSQL (replicas sharing one
+//! server, [`pg`]): every store function takes a [`Db`] and holds both engines' SQL side by
+//! side, and the stages past the writer hold a [`Store`]. What follows is the SQLite side.
+//!
 //! The SQLite store (WAL) in the data dir: raw readings keyed by (series, time), a series being
 //! a (post, quantity) with an integer id ([`series`]), so replays are idempotent; hourly,
 //! 20-minute and local-day rollups maintained as readings commit; the post registry and status;

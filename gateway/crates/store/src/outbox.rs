@@ -1,24 +1,28 @@
-//! The durable notification outbox: the `outbox` table in the gateway's SQLite file.
+//! The durable notification outbox: the `outbox` table (SQLite in the data dir, or the
+//! PostgreSQL server replicas share).
 //!
 //! The alert lifecycle writes a [`Notification`] with [`enqueue`] in the same transaction that
 //! changes the alert, so a notification exists exactly when its alert change committed. The
-//! delivery worker ([`super::deliver`]) is the only other writer: it claims due `pending` rows,
-//! sends them and marks them `delivered`, schedules a retry, or moves them to `dead`. Rows are
-//! never deleted here; [`list`] shows them (dead letters included) and [`requeue`] gives a dead
-//! letter another round.
+//! delivery worker (`taza_alert::deliver`, on the leader only) is the only other writer: it
+//! claims due `pending` rows, sends them and marks them `delivered`, schedules a retry, or moves
+//! them to `dead`. Rows are never deleted here; [`list`] shows them (dead letters included) and
+//! [`requeue`] gives a dead letter another round.
 //!
 //! Delivery is at least once: a row is claimed (attempt counted, lease set) before it is sent, so
 //! a crash at any point leaves it `pending` and it is sent again. Every channel carries the row's
-//! idempotency key so a receiver can drop that repeat (see [`super::channels`]).
-
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+//! idempotency key so a receiver can drop that repeat (see `taza_alert::channels`).
+//!
+//! Claims on PostgreSQL take due rows `FOR UPDATE SKIP LOCKED` and lease them in the same
+//! statement, so even two workers (a leader that has not yet noticed it lost its lease, and its
+//! successor) never claim one row together.
 
 use protocol::UnixSeconds;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use crate::db::Db;
+use crate::pg;
 use crate::StoreError;
 
 /// The table. Times ending in `_ms` are Unix milliseconds (retries in tests are 100 ms apart);
@@ -184,59 +188,131 @@ pub struct OutboxRow {
     pub delivered_at: Option<i64>,
 }
 
+fn corrupt(id: i64, what: String) -> StoreError {
+    StoreError::Corrupt {
+        table: "outbox",
+        key: id.to_string(),
+        what,
+    }
+}
+
+fn pg_channel(r: &pg::Row, id: i64, idx: usize) -> Result<Channel, StoreError> {
+    let s: String = pg::get(r, "outbox", idx)?;
+    Channel::parse(&s).ok_or_else(|| corrupt(id, format!("unknown channel {s:?}")))
+}
+
+fn pg_state(r: &pg::Row, id: i64, idx: usize) -> Result<OutboxState, StoreError> {
+    let s: String = pg::get(r, "outbox", idx)?;
+    OutboxState::parse(&s).ok_or_else(|| corrupt(id, format!("unknown outbox state {s:?}")))
+}
+
+/// A stored payload back to JSON; one that no longer parses is still sent, as a JSON string.
+fn payload(text: String) -> serde_json::Value {
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+}
+
 /// Queues `n` inside the caller's transaction. Returns false when a row with the same key is
 /// already there (whatever its state): the notification exists once.
-pub fn enqueue(tx: &Transaction<'_>, n: &Notification, now: UnixSeconds) -> rusqlite::Result<bool> {
+pub fn enqueue(db: &Db<'_>, n: &Notification, now: UnixSeconds) -> Result<bool, StoreError> {
     let payload = n.payload.to_string();
-    let inserted = tx
-        .prepare_cached(
+    let due_ms = now.0.saturating_mul(1000);
+    let inserted = match db {
+        Db::Sqlite(c) => c
+            .prepare_cached(
+                "INSERT INTO outbox (key, alert_id, channel, recipient, subject, text, payload,
+                                     next_attempt_ms, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (key) DO NOTHING",
+            )?
+            .execute(params![
+                n.key,
+                n.alert_id,
+                n.channel,
+                n.recipient,
+                n.subject,
+                n.text,
+                payload,
+                due_ms,
+                now.0
+            ])? as u64,
+        Db::Pg(p) => p.execute(
             "INSERT INTO outbox (key, alert_id, channel, recipient, subject, text, payload,
                                  next_attempt_ms, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (key) DO NOTHING",
-        )?
-        .execute(params![
-            n.key,
-            n.alert_id,
-            n.channel,
-            n.recipient,
-            n.subject,
-            n.text,
-            payload,
-            now.0.saturating_mul(1000),
-            now.0
-        ])?;
+            &[
+                &n.key,
+                &n.alert_id,
+                &n.channel.as_str(),
+                &n.recipient,
+                &n.subject,
+                &n.text,
+                &payload,
+                &due_ms,
+                &now.0,
+            ],
+        )?,
+    };
     Ok(inserted == 1)
 }
 
 /// Rows newest first, optionally of one state.
 pub fn list(
-    conn: &Connection,
+    db: &Db<'_>,
     state: Option<OutboxState>,
     limit: usize,
-) -> rusqlite::Result<Vec<OutboxRow>> {
+) -> Result<Vec<OutboxRow>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, key, alert_id, channel, recipient, state, attempts, next_attempt_ms,
-                last_error, created_at, delivered_at
-         FROM outbox WHERE ?1 IS NULL OR state = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![state, limit], |r| {
-        Ok(OutboxRow {
-            id: r.get(0)?,
-            key: r.get(1)?,
-            alert_id: r.get(2)?,
-            channel: r.get(3)?,
-            recipient: r.get(4)?,
-            state: r.get(5)?,
-            attempts: r.get(6)?,
-            next_attempt_at: r.get::<_, i64>(7)?.div_euclid(1000),
-            last_error: r.get(8)?,
-            created_at: r.get(9)?,
-            delivered_at: r.get(10)?,
-        })
-    })?;
-    rows.collect()
+    match db {
+        Db::Sqlite(c) => {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, key, alert_id, channel, recipient, state, attempts, next_attempt_ms,
+                        last_error, created_at, delivered_at
+                 FROM outbox WHERE ?1 IS NULL OR state = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![state, limit], |r| {
+                Ok(OutboxRow {
+                    id: r.get(0)?,
+                    key: r.get(1)?,
+                    alert_id: r.get(2)?,
+                    channel: r.get(3)?,
+                    recipient: r.get(4)?,
+                    state: r.get(5)?,
+                    attempts: r.get(6)?,
+                    next_attempt_at: r.get::<_, i64>(7)?.div_euclid(1000),
+                    last_error: r.get(8)?,
+                    created_at: r.get(9)?,
+                    delivered_at: r.get(10)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        }
+        Db::Pg(p) => p
+            .query(
+                "SELECT id, key, alert_id, channel, recipient, state, attempts, next_attempt_ms,
+                        last_error, created_at, delivered_at
+                 FROM outbox WHERE $1::text IS NULL OR state = $1 ORDER BY id DESC LIMIT $2",
+                &[&state.map(OutboxState::as_str), &limit],
+            )?
+            .iter()
+            .map(|r| {
+                let id: i64 = pg::get(r, "outbox", 0)?;
+                Ok(OutboxRow {
+                    id,
+                    key: pg::get(r, "outbox", 1)?,
+                    alert_id: pg::get(r, "outbox", 2)?,
+                    channel: pg_channel(r, id, 3)?,
+                    recipient: pg::get(r, "outbox", 4)?,
+                    state: pg_state(r, id, 5)?,
+                    attempts: pg::get_u32(r, "outbox", 6)?,
+                    next_attempt_at: pg::get::<i64>(r, "outbox", 7)?.div_euclid(1000),
+                    last_error: pg::get(r, "outbox", 8)?,
+                    created_at: pg::get(r, "outbox", 9)?,
+                    delivered_at: pg::get(r, "outbox", 10)?,
+                })
+            })
+            .collect(),
+    }
 }
 
 /// One channel's undelivered notifications, for `/healthz`.
@@ -253,85 +329,137 @@ pub struct ChannelBacklog {
 }
 
 /// Pending, retrying and dead counts of `channel`, and its newest delivery error.
-pub fn backlog(conn: &Connection, channel: Channel) -> rusqlite::Result<ChannelBacklog> {
-    let (pending, retrying, dead) = conn
-        .prepare_cached(
-            "SELECT coalesce(sum(state = 'pending'), 0),
-                    coalesce(sum(state = 'pending' AND last_error IS NOT NULL), 0),
-                    coalesce(sum(state = 'dead'), 0)
-             FROM outbox WHERE channel = ?1 AND state IN ('pending', 'dead')",
-        )?
-        .query_row([channel], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    let last_error = conn
-        .prepare_cached(
-            "SELECT last_error FROM outbox
-             WHERE channel = ?1 AND state IN ('pending', 'dead') AND last_error IS NOT NULL
-             ORDER BY id DESC LIMIT 1",
-        )?
-        .query_row([channel], |r| r.get(0))
-        .optional()?;
-    Ok(ChannelBacklog {
-        pending,
-        retrying,
-        dead,
-        last_error,
-    })
+pub fn backlog(db: &Db<'_>, channel: Channel) -> Result<ChannelBacklog, StoreError> {
+    match db {
+        Db::Sqlite(c) => {
+            let (pending, retrying, dead) = c
+                .prepare_cached(
+                    "SELECT coalesce(sum(state = 'pending'), 0),
+                            coalesce(sum(state = 'pending' AND last_error IS NOT NULL), 0),
+                            coalesce(sum(state = 'dead'), 0)
+                     FROM outbox WHERE channel = ?1 AND state IN ('pending', 'dead')",
+                )?
+                .query_row([channel], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let last_error = c
+                .prepare_cached(
+                    "SELECT last_error FROM outbox
+                     WHERE channel = ?1 AND state IN ('pending', 'dead') AND last_error IS NOT NULL
+                     ORDER BY id DESC LIMIT 1",
+                )?
+                .query_row([channel], |r| r.get(0))
+                .optional()?;
+            Ok(ChannelBacklog {
+                pending,
+                retrying,
+                dead,
+                last_error,
+            })
+        }
+        Db::Pg(p) => {
+            let counts = p.query_one(
+                "SELECT count(*) FILTER (WHERE state = 'pending'),
+                        count(*) FILTER (WHERE state = 'pending' AND last_error IS NOT NULL),
+                        count(*) FILTER (WHERE state = 'dead')
+                 FROM outbox WHERE channel = $1 AND state IN ('pending', 'dead')",
+                &[&channel.as_str()],
+            )?;
+            let last_error = p
+                .query_opt(
+                    "SELECT last_error FROM outbox
+                     WHERE channel = $1 AND state IN ('pending', 'dead') AND last_error IS NOT NULL
+                     ORDER BY id DESC LIMIT 1",
+                    &[&channel.as_str()],
+                )?
+                .map(|r| pg::get(&r, "outbox", 0))
+                .transpose()?;
+            Ok(ChannelBacklog {
+                pending: pg::get(&counts, "outbox", 0)?,
+                retrying: pg::get(&counts, "outbox", 1)?,
+                dead: pg::get(&counts, "outbox", 2)?,
+                last_error,
+            })
+        }
+    }
 }
 
 /// Gives a dead letter a fresh round of attempts, due now (an operator fixed the receiver).
 /// Returns false when `id` is not a dead row.
-pub fn requeue(tx: &Transaction<'_>, id: i64, now: UnixSeconds) -> rusqlite::Result<bool> {
-    let changed = tx.execute(
-        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?2,
-                lease_until_ms = NULL
-         WHERE id = ?1 AND state = 'dead'",
-        params![id, now.0.saturating_mul(1000)],
-    )?;
+pub fn requeue(db: &Db<'_>, id: i64, now: UnixSeconds) -> Result<bool, StoreError> {
+    let due_ms = now.0.saturating_mul(1000);
+    let changed = match db {
+        Db::Sqlite(c) => c.execute(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?2,
+                    lease_until_ms = NULL
+             WHERE id = ?1 AND state = 'dead'",
+            params![id, due_ms],
+        )? as u64,
+        Db::Pg(p) => p.execute(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = $2,
+                    lease_until_ms = NULL
+             WHERE id = $1 AND state = 'dead'",
+            &[&id, &due_ms],
+        )?,
+    };
     Ok(changed == 1)
 }
 
-// ---- The delivery worker's side (crate-private: only `deliver` moves rows). ----
+// ---- The delivery worker's side (only `taza_alert::deliver` moves rows). ----
 
 /// A claimed row with what a channel needs to send it.
 #[derive(Debug, Clone)]
 pub struct Claimed {
+    /// Row id.
     pub id: i64,
+    /// Attempts started, this one included.
     pub attempts: u32,
+    /// What to send.
     pub n: Notification,
 }
 
-/// Clears leases left by a process that died mid-attempt, so those rows are due at once: only
-/// one delivery worker runs per database, so a lease seen at start-up is stale.
-pub fn release_stale_leases(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.execute(
-        "UPDATE outbox SET lease_until_ms = NULL, next_attempt_ms = MIN(next_attempt_ms, ?1)
-         WHERE state = 'pending' AND lease_until_ms IS NOT NULL",
-        params![taza_domain::calendar::now().0.saturating_mul(1000)],
-    )
+/// Ends the leases of a worker that is gone, at `now_ms + grace_ms` at the latest, so its
+/// in-flight rows become due again. A new delivery worker calls this when it starts (SQLite:
+/// one worker per database, so every lease seen then is stale and `grace_ms` is 0) or takes
+/// over from another replica (PostgreSQL: the predecessor may still be finishing an attempt
+/// until it notices it lost the lease, so `grace_ms` covers that and one attempt). Returns how
+/// many leases were shortened.
+pub fn release_stale_leases(db: &Db<'_>, now_ms: i64, grace_ms: i64) -> Result<u64, StoreError> {
+    let until = now_ms.saturating_add(grace_ms);
+    match db {
+        Db::Sqlite(c) => Ok(c.execute(
+            "UPDATE outbox SET lease_until_ms = ?1, next_attempt_ms = MIN(next_attempt_ms, ?1)
+             WHERE state = 'pending' AND lease_until_ms > ?1",
+            params![until],
+        )? as u64),
+        Db::Pg(p) => p.execute(
+            "UPDATE outbox SET lease_until_ms = $1, next_attempt_ms = LEAST(next_attempt_ms, $1)
+             WHERE state = 'pending' AND lease_until_ms > $1",
+            &[&until],
+        ),
+    }
 }
 
-/// Claims up to `limit` due rows, oldest first: counts the attempt and sets a lease (in one
-/// transaction) before anything is sent, so the attempt survives a crash.
+/// Claims up to `limit` due rows, oldest first: counts the attempt and sets a lease (in the
+/// caller's transaction, which must commit before anything is sent), so the attempt survives a
+/// crash.
 pub fn claim_due(
-    conn: &mut Connection,
+    db: &Db<'_>,
     now_ms: i64,
     lease_ms: i64,
     limit: usize,
-) -> rusqlite::Result<Vec<Claimed>> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut claimed = Vec::new();
-    {
-        let mut select = tx.prepare_cached(
-            "SELECT id, attempts, key, alert_id, channel, recipient, subject, text, payload
-             FROM outbox
-             WHERE state = 'pending' AND next_attempt_ms <= ?1
-               AND (lease_until_ms IS NULL OR lease_until_ms <= ?1)
-             ORDER BY next_attempt_ms, id LIMIT ?2",
-        )?;
-        let rows = select.query_map(
-            params![now_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
-            |r| {
-                let payload: String = r.get(8)?;
+) -> Result<Vec<Claimed>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let lease_until = now_ms.saturating_add(lease_ms);
+    match db {
+        Db::Sqlite(c) => {
+            let mut claimed = Vec::new();
+            let mut select = c.prepare_cached(
+                "SELECT id, attempts, key, alert_id, channel, recipient, subject, text, payload
+                 FROM outbox
+                 WHERE state = 'pending' AND next_attempt_ms <= ?1
+                   AND (lease_until_ms IS NULL OR lease_until_ms <= ?1)
+                 ORDER BY next_attempt_ms, id LIMIT ?2",
+            )?;
+            let rows = select.query_map(params![now_ms, limit], |r| {
                 Ok(Claimed {
                     id: r.get(0)?,
                     attempts: r.get::<_, u32>(1)?.saturating_add(1),
@@ -342,131 +470,403 @@ pub fn claim_due(
                         recipient: r.get(5)?,
                         subject: r.get(6)?,
                         text: r.get(7)?,
-                        // A payload that no longer parses is still sent, as a JSON string.
-                        payload: serde_json::from_str(&payload)
-                            .unwrap_or(serde_json::Value::String(payload)),
+                        payload: payload(r.get(8)?),
                     },
                 })
-            },
-        )?;
-        for row in rows {
-            claimed.push(row?);
+            })?;
+            for row in rows {
+                claimed.push(row?);
+            }
+            let mut lease = c.prepare_cached(
+                "UPDATE outbox SET attempts = ?2, lease_until_ms = ?3 WHERE id = ?1",
+            )?;
+            for row in &claimed {
+                lease.execute(params![row.id, row.attempts, lease_until])?;
+            }
+            Ok(claimed)
         }
-        let mut lease = tx
-            .prepare_cached("UPDATE outbox SET attempts = ?2, lease_until_ms = ?3 WHERE id = ?1")?;
-        for c in &claimed {
-            lease.execute(params![c.id, c.attempts, now_ms.saturating_add(lease_ms)])?;
+        Db::Pg(p) => {
+            // Rows another worker holds locked are skipped, not waited for; its lease then
+            // keeps them out of later claims.
+            let rows = p.query(
+                "UPDATE outbox o SET attempts = o.attempts + 1, lease_until_ms = $3
+                 FROM (SELECT id FROM outbox
+                       WHERE state = 'pending' AND next_attempt_ms <= $1
+                         AND (lease_until_ms IS NULL OR lease_until_ms <= $1)
+                       ORDER BY next_attempt_ms, id LIMIT $2
+                       FOR UPDATE SKIP LOCKED) due
+                 WHERE o.id = due.id
+                 RETURNING o.id, o.attempts, o.key, o.alert_id, o.channel, o.recipient, o.subject,
+                           o.text, o.payload, o.next_attempt_ms",
+                &[&now_ms, &limit, &lease_until],
+            )?;
+            let mut claimed = rows
+                .iter()
+                .map(|r| {
+                    let id: i64 = pg::get(r, "outbox", 0)?;
+                    let due: i64 = pg::get(r, "outbox", 9)?;
+                    let c = Claimed {
+                        id,
+                        attempts: pg::get_u32(r, "outbox", 1)?,
+                        n: Notification {
+                            key: pg::get(r, "outbox", 2)?,
+                            alert_id: pg::get(r, "outbox", 3)?,
+                            channel: pg_channel(r, id, 4)?,
+                            recipient: pg::get(r, "outbox", 5)?,
+                            subject: pg::get(r, "outbox", 6)?,
+                            text: pg::get(r, "outbox", 7)?,
+                            payload: payload(pg::get(r, "outbox", 8)?),
+                        },
+                    };
+                    Ok((due, c))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            // RETURNING keeps no order: oldest due first, as on SQLite.
+            claimed.sort_by_key(|(due, c)| (*due, c.id));
+            Ok(claimed.into_iter().map(|(_, c)| c).collect())
         }
     }
-    tx.commit()?;
-    Ok(claimed)
 }
 
 /// Earliest time a pending row becomes due (its lease included), Unix milliseconds.
-pub fn next_due_ms(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached(
-        "SELECT MIN(MAX(next_attempt_ms, COALESCE(lease_until_ms, 0)))
-         FROM outbox WHERE state = 'pending'",
-    )?
-    .query_row([], |r| r.get::<_, Option<i64>>(0))
-    .optional()
-    .map(Option::flatten)
+pub fn next_due_ms(db: &Db<'_>) -> Result<Option<i64>, StoreError> {
+    match db {
+        Db::Sqlite(c) => Ok(c
+            .prepare_cached(
+                "SELECT MIN(MAX(next_attempt_ms, COALESCE(lease_until_ms, 0)))
+                 FROM outbox WHERE state = 'pending'",
+            )?
+            .query_row([], |r| r.get::<_, Option<i64>>(0))
+            .optional()?
+            .flatten()),
+        Db::Pg(p) => pg::get(
+            &p.query_one(
+                "SELECT min(greatest(next_attempt_ms, coalesce(lease_until_ms, 0)))
+                 FROM outbox WHERE state = 'pending'",
+                &[],
+            )?,
+            "outbox",
+            0,
+        ),
+    }
 }
 
 /// What became of one attempt.
 #[derive(Debug, Clone)]
 pub enum Settle {
-    Delivered { at: UnixSeconds },
-    Retry { next_attempt_ms: i64, error: String },
-    Dead { error: String },
+    /// A receiver accepted it.
+    Delivered {
+        /// When.
+        at: UnixSeconds,
+    },
+    /// Try again at `next_attempt_ms`.
+    Retry {
+        /// When the next attempt is due, Unix milliseconds.
+        next_attempt_ms: i64,
+        /// Why this one failed.
+        error: String,
+    },
+    /// Given up.
+    Dead {
+        /// Why.
+        error: String,
+    },
 }
 
-/// Records the outcome of an attempt and releases the lease.
-pub fn settle(conn: &Connection, id: i64, outcome: &Settle) -> rusqlite::Result<()> {
-    match outcome {
-        Settle::Delivered { at } => conn.execute(
+/// Records the outcome of an attempt and releases the lease. Only a `pending` row is changed:
+/// a late record from a worker that lost its lease cannot undo its successor's delivery.
+pub fn settle(db: &Db<'_>, id: i64, outcome: &Settle) -> Result<(), StoreError> {
+    match (db, outcome) {
+        (Db::Sqlite(c), Settle::Delivered { at }) => c.execute(
             "UPDATE outbox SET state = 'delivered', delivered_at = ?2, lease_until_ms = NULL,
                     last_error = NULL
-             WHERE id = ?1",
+             WHERE id = ?1 AND state = 'pending'",
             params![id, at.0],
-        ),
-        Settle::Retry {
-            next_attempt_ms,
-            error,
-        } => conn.execute(
+        )?,
+        (
+            Db::Sqlite(c),
+            Settle::Retry {
+                next_attempt_ms,
+                error,
+            },
+        ) => c.execute(
             "UPDATE outbox SET next_attempt_ms = ?2, last_error = ?3, lease_until_ms = NULL
-             WHERE id = ?1",
+             WHERE id = ?1 AND state = 'pending'",
             params![id, next_attempt_ms, error],
-        ),
-        Settle::Dead { error } => conn.execute(
+        )?,
+        (Db::Sqlite(c), Settle::Dead { error }) => c.execute(
             "UPDATE outbox SET state = 'dead', last_error = ?2, lease_until_ms = NULL
-             WHERE id = ?1",
+             WHERE id = ?1 AND state = 'pending'",
             params![id, error],
-        ),
-    }
-    .map(drop)
+        )?,
+        (Db::Pg(p), Settle::Delivered { at }) => p.execute(
+            "UPDATE outbox SET state = 'delivered', delivered_at = $2, lease_until_ms = NULL,
+                    last_error = NULL
+             WHERE id = $1 AND state = 'pending'",
+            &[&id, &at.0],
+        )? as usize,
+        (
+            Db::Pg(p),
+            Settle::Retry {
+                next_attempt_ms,
+                error,
+            },
+        ) => p.execute(
+            "UPDATE outbox SET next_attempt_ms = $2, last_error = $3, lease_until_ms = NULL
+             WHERE id = $1 AND state = 'pending'",
+            &[&id, next_attempt_ms, error],
+        )? as usize,
+        (Db::Pg(p), Settle::Dead { error }) => p.execute(
+            "UPDATE outbox SET state = 'dead', last_error = $2, lease_until_ms = NULL
+             WHERE id = $1 AND state = 'pending'",
+            &[&id, error],
+        )? as usize,
+    };
+    Ok(())
 }
 
-/// The delivery worker's write connection (the pragmas of [`crate::open_connection`]), used on
-/// the blocking pool: the worker's every outbox step as one async call.
-#[derive(Clone)]
-pub struct DeliveryDb(Arc<Mutex<Connection>>);
+/// This module's table on PostgreSQL ([`crate::pg::schema`]): SQLite's, with a BIGSERIAL id.
+pub const PG_SCHEMA: &str = r#"
+    CREATE TABLE outbox (
+        id              BIGSERIAL PRIMARY KEY,
+        key             TEXT NOT NULL UNIQUE,
+        alert_id        BIGINT NOT NULL,
+        channel         TEXT NOT NULL,
+        recipient       TEXT NOT NULL,
+        subject         TEXT NOT NULL,
+        text            TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'pending',
+        attempts        BIGINT NOT NULL DEFAULT 0,
+        next_attempt_ms BIGINT NOT NULL,
+        lease_until_ms  BIGINT,
+        last_error      TEXT,
+        created_at      BIGINT NOT NULL,
+        delivered_at    BIGINT
+    );
+    CREATE INDEX outbox_due ON outbox (state, next_attempt_ms, id);
+"#;
 
-impl std::fmt::Debug for DeliveryDb {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeliveryDb").finish_non_exhaustive()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::PgStore;
+
+    fn note(alert_id: i64, channel: Channel, recipient: &str) -> Notification {
+        Notification {
+            key: format!("{alert_id}:fired:1:{}:{recipient}", channel.as_str()),
+            alert_id,
+            channel,
+            recipient: recipient.into(),
+            subject: "s".into(),
+            text: "t".into(),
+            payload: serde_json::json!({"alert_id": alert_id}),
+        }
     }
-}
+    use crate::pg::test_server::{on_postgres, on_sqlite};
 
-impl DeliveryDb {
-    /// Opens the database at `path` and releases the leases a dead process left
-    /// ([`release_stale_leases`]): call once per worker start.
-    pub async fn open(path: PathBuf) -> Result<Self, StoreError> {
-        tokio::task::spawn_blocking(move || {
-            let conn = crate::open_connection(&path)?;
-            release_stale_leases(&conn)?;
-            Ok(Self(Arc::new(Mutex::new(conn))))
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+    const NOW: i64 = 1_767_225_600;
+
+    fn a_notification_is_queued_once_claimed_leased_and_settled(db: &Db<'_>) {
+        let now = UnixSeconds(NOW);
+        let ms = NOW * 1000;
+        assert!(enqueue(db, &note(1, Channel::Webhook, "ops"), now).unwrap());
+        assert!(
+            !enqueue(db, &note(1, Channel::Webhook, "ops"), now).unwrap(),
+            "same key: queued once"
+        );
+        assert!(enqueue(db, &note(2, Channel::Email, "a@b.kz"), now).unwrap());
+        assert!(enqueue(db, &note(3, Channel::Webhook, "ops"), UnixSeconds(NOW + 5)).unwrap());
+        assert_eq!(next_due_ms(db).unwrap(), Some(ms));
+
+        // Oldest due first; the one due later is left.
+        let claimed = claim_due(db, ms, 60_000, 10).unwrap();
+        let ids: Vec<i64> = claimed.iter().map(|c| c.n.alert_id).collect();
+        assert_eq!(ids, [1, 2]);
+        assert_eq!(claimed[0].attempts, 1);
+        assert_eq!(claimed[0].n, note(1, Channel::Webhook, "ops"));
+        // Leased: not claimed again, and due when the lease ends.
+        assert!(claim_due(db, ms + 1, 60_000, 10).unwrap().is_empty());
+        assert_eq!(next_due_ms(db).unwrap(), Some(ms + 5000));
+        let third = claim_due(db, ms + 5000, 60_000, 1).unwrap();
+        assert_eq!(third.len(), 1);
+        assert_eq!(next_due_ms(db).unwrap(), Some(ms + 60_000));
+
+        let (hook, mail) = (claimed[0].id, claimed[1].id);
+        settle(db, hook, &Settle::Delivered { at: now }).unwrap();
+        settle(
+            db,
+            mail,
+            &Settle::Retry {
+                next_attempt_ms: ms + 2000,
+                error: "connect: refused".into(),
+            },
+        )
+        .unwrap();
+        let b = backlog(db, Channel::Email).unwrap();
+        assert_eq!(
+            b,
+            ChannelBacklog {
+                pending: 1,
+                retrying: 1,
+                dead: 0,
+                last_error: Some("connect: refused".into())
+            }
+        );
+        let again = claim_due(db, ms + 2000, 60_000, 10).unwrap();
+        assert_eq!(
+            again.iter().map(|c| (c.id, c.attempts)).collect::<Vec<_>>(),
+            [(mail, 2)]
+        );
+        settle(
+            db,
+            mail,
+            &Settle::Dead {
+                error: "gave up".into(),
+            },
+        )
+        .unwrap();
+        // A late record of an earlier attempt changes nothing once a row left `pending`.
+        settle(
+            db,
+            hook,
+            &Settle::Dead {
+                error: "late".into(),
+            },
+        )
+        .unwrap();
+
+        let rows = list(db, None, 10).unwrap();
+        let states: Vec<(i64, OutboxState, u32)> = rows
+            .iter()
+            .map(|r| (r.alert_id, r.state, r.attempts))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (3, OutboxState::Pending, 1),
+                (2, OutboxState::Dead, 2),
+                (1, OutboxState::Delivered, 1)
+            ]
+        );
+        assert_eq!(rows[2].delivered_at, Some(NOW));
+        assert_eq!(rows[0].next_attempt_at, NOW + 5);
+        assert_eq!(list(db, Some(OutboxState::Dead), 10).unwrap().len(), 1);
+        assert_eq!(list(db, None, 1).unwrap().len(), 1);
+        assert_eq!(
+            backlog(db, Channel::Email).unwrap(),
+            ChannelBacklog {
+                pending: 0,
+                retrying: 0,
+                dead: 1,
+                last_error: Some("gave up".into())
+            }
+        );
+        assert_eq!(
+            backlog(db, Channel::Telegram).unwrap(),
+            ChannelBacklog::default()
+        );
+
+        // An operator gives the dead letter another round; a pending row is not "requeued".
+        assert!(requeue(db, mail, UnixSeconds(NOW + 10)).unwrap());
+        assert!(!requeue(db, mail, UnixSeconds(NOW + 10)).unwrap());
+        assert!(!requeue(db, hook, UnixSeconds(NOW + 10)).unwrap());
+        let round = claim_due(db, ms + 10_000, 60_000, 10).unwrap();
+        assert_eq!(
+            round.iter().map(|c| (c.id, c.attempts)).collect::<Vec<_>>(),
+            [(mail, 1)]
+        );
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let conn = Arc::clone(&self.0);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn
-                .lock()
-                .map_err(|_| StoreError::Task("outbox connection poisoned".into()))?;
-            Ok(f(&mut conn)?)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+    #[test]
+    fn a_notification_is_queued_once_claimed_leased_and_settled_on_sqlite() {
+        on_sqlite(a_notification_is_queued_once_claimed_leased_and_settled);
     }
 
-    /// [`claim_due`] on the blocking pool.
-    pub async fn claim_due(
-        &self,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.run(move |c| claim_due(c, now_ms, lease_ms, limit))
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_notification_is_queued_once_claimed_leased_and_settled_on_postgres() {
+        on_postgres(
+            "outbox::a_notification_is_queued_once",
+            a_notification_is_queued_once_claimed_leased_and_settled,
+        )
+        .await;
+    }
+
+    fn leases_of_a_gone_worker_end_after_the_grace(db: &Db<'_>) {
+        let ms = NOW * 1000;
+        enqueue(db, &note(1, Channel::Webhook, "ops"), UnixSeconds(NOW)).unwrap();
+        let [c] = claim_due(db, ms, 60_000, 10).unwrap().try_into().unwrap();
+        // A successor 1 s later: the row may still be in flight for the grace, then it is due.
+        assert_eq!(release_stale_leases(db, ms + 1000, 15_000).unwrap(), 1);
+        assert_eq!(next_due_ms(db).unwrap(), Some(ms + 16_000));
+        assert!(claim_due(db, ms + 15_999, 60_000, 10).unwrap().is_empty());
+        // Releasing again never lengthens a lease.
+        assert_eq!(release_stale_leases(db, ms + 2000, 15_000).unwrap(), 0);
+        assert_eq!(next_due_ms(db).unwrap(), Some(ms + 16_000));
+        let [again] = claim_due(db, ms + 16_000, 60_000, 10)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert_eq!((again.id, again.attempts), (c.id, 2));
+        // No grace (SQLite's start-up): due at once.
+        assert_eq!(release_stale_leases(db, ms + 17_000, 0).unwrap(), 1);
+        assert_eq!(next_due_ms(db).unwrap(), Some(ms + 17_000));
+    }
+
+    #[test]
+    fn leases_of_a_gone_worker_end_after_the_grace_on_sqlite() {
+        on_sqlite(leases_of_a_gone_worker_end_after_the_grace);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn leases_of_a_gone_worker_end_after_the_grace_on_postgres() {
+        on_postgres(
+            "outbox::leases_of_a_gone_worker",
+            leases_of_a_gone_worker_end_after_the_grace,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_workers_claiming_at_once_on_postgres_never_share_a_row() {
+        let Some(url) = crate::pg::test_server::database("outbox::two_workers_claiming") else {
+            return;
+        };
+        let store = PgStore::connect(&url).await.unwrap();
+        store
+            .run(false, |pg| {
+                for i in 0..40 {
+                    enqueue(
+                        &Db::Pg(pg),
+                        &note(i, Channel::Webhook, "ops"),
+                        UnixSeconds(NOW),
+                    )?;
+                }
+                Ok::<_, StoreError>(())
+            })
             .await
-    }
-
-    /// [`next_due_ms`] on the blocking pool.
-    pub async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
-        self.run(|c| next_due_ms(c)).await
-    }
-
-    /// [`settle`] on the blocking pool.
-    pub async fn settle(&self, id: i64, outcome: Settle) -> Result<(), StoreError> {
-        self.run(move |c| settle(c, id, &outcome)).await
+            .unwrap();
+        // Each claim holds its rows locked while the other runs (a barrier inside both
+        // transactions), so SKIP LOCKED, not timing, keeps them apart.
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let claim = |barrier: std::sync::Arc<std::sync::Barrier>| {
+            let store = store.clone();
+            async move {
+                store
+                    .run(false, move |pg| {
+                        let got = claim_due(&Db::Pg(pg), NOW * 1000, 60_000, 25)?;
+                        barrier.wait();
+                        Ok::<_, StoreError>(got)
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        let (a, b) = tokio::join!(claim(barrier.clone()), claim(barrier));
+        let mut ids: Vec<i64> = a.iter().chain(&b).map(|c| c.id).collect();
+        assert_eq!(a.len() + b.len(), 40, "{} + {}", a.len(), b.len());
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 40, "no row claimed twice");
     }
 }
-
-/// This module's tables on PostgreSQL ([`crate::pg::schema`]).
-pub const PG_SCHEMA: &str = "";

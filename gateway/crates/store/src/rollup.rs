@@ -29,18 +29,19 @@ const MERGE: &str = "count = count + excluded.count, weighted_sum = weighted_sum
 /// One-time limits (ПДК м.р.) are judged on 20-minute means.
 const TWENTY_MIN_S: i64 = 1200;
 
-#[derive(Debug, Clone, Copy)]
-struct Agg {
-    count: i64,
-    weighted_sum: f64,
-    covered_s: i64,
-    min: f64,
-    max: f64,
-    expected: i64,
+/// One bucket's aggregate of a commit's new readings (both backends' writers).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Agg {
+    pub count: i64,
+    pub weighted_sum: f64,
+    pub covered_s: i64,
+    pub min: f64,
+    pub max: f64,
+    pub expected: i64,
 }
 
 impl Agg {
-    fn new(expected: i64) -> Self {
+    pub(crate) fn new(expected: i64) -> Self {
         Self {
             count: 0,
             weighted_sum: 0.0,
@@ -51,7 +52,7 @@ impl Agg {
         }
     }
 
-    fn add(&mut self, value: f64, covered_s: i64) {
+    pub(crate) fn add(&mut self, value: f64, covered_s: i64) {
         self.count += 1;
         self.weighted_sum += value * covered_s as f64;
         self.covered_s += covered_s;
@@ -83,6 +84,66 @@ fn expected_in(seconds: i64, cadence: Duration) -> i64 {
     (seconds / cadence_s).max(1)
 }
 
+/// One bucket a reading falls in: its start (a local day for days), the seconds the reading
+/// covers there and the readings the post's cadence promises for the whole bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Slot<T> {
+    pub start: T,
+    pub covered_s: i64,
+    pub expected: i64,
+}
+
+/// The 20-minute, hour and local-day buckets of one valid reading: the arithmetic both
+/// backends' writers share. `day_of_hour` caches the local day of each UTC hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub twenty: Slot<i64>,
+    pub hour: Slot<i64>,
+    pub day: Slot<LocalDay>,
+}
+
+impl Place {
+    pub(crate) fn of(
+        r: &Reading,
+        cadence: Duration,
+        day_of_hour: &mut HashMap<i64, LocalDay>,
+    ) -> Self {
+        let window_s = r
+            .window_s
+            .map_or(cadence.as_secs().max(1) as i64, i64::from);
+        let window_end = r.at.offset(-1);
+        let twenty = window_end.0.div_euclid(TWENTY_MIN_S) * TWENTY_MIN_S;
+        let hour = hour_start(window_end).0;
+        // Almaty's UTC offset is whole hours, so every reading of a UTC hour shares its local day.
+        let day = *day_of_hour
+            .entry(hour)
+            .or_insert_with(|| LocalDay::containing(protocol::UnixSeconds(hour)));
+        let day_s = day.end.0 - day.start.0;
+        Self {
+            twenty: Slot {
+                start: twenty,
+                covered_s: window_s.min(TWENTY_MIN_S),
+                expected: expected_in(TWENTY_MIN_S, cadence),
+            },
+            hour: Slot {
+                start: hour,
+                covered_s: window_s.min(HOUR_S),
+                expected: expected_in(HOUR_S, cadence),
+            },
+            day: Slot {
+                start: day,
+                covered_s: window_s.min(day_s),
+                expected: expected_in(day_s, cadence),
+            },
+        }
+    }
+}
+
+/// Whether days of `quantity` are marked in `day_dirty` (it has day aggregates for scoring).
+pub(crate) fn marks_days(quantity: Quantity) -> bool {
+    taza_domain::series::SCORED_POLLUTANTS.contains(&quantity)
+}
+
 impl Rollups {
     /// Folds one new reading of `post` (its key and the reading's series, reporting every
     /// `cadence`) in.
@@ -93,36 +154,23 @@ impl Rollups {
         r: &Reading,
         cadence: Duration,
     ) {
-        let window_s = r
-            .window_s
-            .map_or(cadence.as_secs().max(1) as i64, i64::from);
-        let window_end = r.at.offset(-1);
-        let twenty = window_end.0.div_euclid(TWENTY_MIN_S) * TWENTY_MIN_S;
+        let place = Place::of(r, cadence, &mut self.day_of_hour);
         self.twenty_minutes
-            .entry((post_key, twenty, series))
-            .or_insert_with(|| Agg::new(expected_in(TWENTY_MIN_S, cadence)))
-            .add(r.value, window_s.min(TWENTY_MIN_S));
-        let hour = hour_start(window_end).0;
+            .entry((post_key, place.twenty.start, series))
+            .or_insert_with(|| Agg::new(place.twenty.expected))
+            .add(r.value, place.twenty.covered_s);
         self.hours
-            .entry((post_key, hour, series))
-            .or_insert_with(|| Agg::new(expected_in(HOUR_S, cadence)))
-            .add(r.value, window_s.min(HOUR_S));
-        // Almaty's UTC offset is whole hours, so every reading of a UTC hour shares its local day.
-        let day = *self
-            .day_of_hour
-            .entry(hour)
-            .or_insert_with(|| LocalDay::containing(protocol::UnixSeconds(hour)));
-        let day_s = day.end.0 - day.start.0;
+            .entry((post_key, place.hour.start, series))
+            .or_insert_with(|| Agg::new(place.hour.expected))
+            .add(r.value, place.hour.covered_s);
         self.days
-            .entry((post_key, day, series))
+            .entry((post_key, place.day.start, series))
             .or_insert_with(|| DayAgg {
-                agg: Agg::new(expected_in(day_s, cadence)),
-                mark: taza_domain::series::SCORED_POLLUTANTS
-                    .contains(&r.quantity)
-                    .then(|| (post.clone(), r.quantity)),
+                agg: Agg::new(place.day.expected),
+                mark: marks_days(r.quantity).then(|| (post.clone(), r.quantity)),
             })
             .agg
-            .add(r.value, window_s.min(day_s));
+            .add(r.value, place.day.covered_s);
     }
 
     /// Upserts every touched bucket and marks the touched days.

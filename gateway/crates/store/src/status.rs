@@ -1,7 +1,7 @@
 //! What commissioning reads about one post: its last status (`post_status`, with the clock,
 //! signal and supply columns of migration 6) and the newest reading per quantity received since
-//! a given moment (`samples`, found through `sample_arrivals`, see [`crate::series`]).
-//! Read-only.
+//! a given moment (SQLite: `samples`, found through `sample_arrivals`, see [`crate::series`];
+//! PostgreSQL: `readings` by its `received_at` index). Read-only.
 
 use std::collections::HashMap;
 
@@ -9,6 +9,9 @@ use protocol::{PostId, QaFlags, Quantity, UnixSeconds};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StoreError;
+use crate::db::Db;
+use crate::pg;
+use crate::read::{pg_int, pg_int_nn};
 use crate::series::bucket_of;
 
 /// A post's last status as stored.
@@ -44,29 +47,90 @@ pub struct LatestReading {
 }
 
 /// `post`'s last status, if it ever sent one.
-pub fn post_status(conn: &Connection, post: &PostId) -> Result<Option<StatusSnapshot>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT online, firmware, config_hash, received_at, clock_offset_ms, rssi_dbm, supply_mv
-             FROM post_status WHERE post = ?1",
-        )?
-        .query_row([post.as_str()], |r| {
-            Ok(StatusSnapshot {
-                online: r.get(0)?,
-                firmware: r.get(1)?,
-                config_hash: r.get(2)?,
-                received_at: UnixSeconds(r.get(3)?),
-                clock_offset_ms: r.get(4)?,
-                rssi_dbm: r.get(5)?,
-                supply_mv: r.get(6)?,
+pub fn post_status(db: &Db<'_>, post: &PostId) -> Result<Option<StatusSnapshot>, StoreError> {
+    match db {
+        Db::Sqlite(conn) => Ok(conn
+            .prepare_cached(
+                "SELECT online, firmware, config_hash, received_at, clock_offset_ms, rssi_dbm, supply_mv
+                 FROM post_status WHERE post = ?1",
+            )?
+            .query_row([post.as_str()], |r| {
+                Ok(StatusSnapshot {
+                    online: r.get(0)?,
+                    firmware: r.get(1)?,
+                    config_hash: r.get(2)?,
+                    received_at: UnixSeconds(r.get(3)?),
+                    clock_offset_ms: r.get(4)?,
+                    rssi_dbm: r.get(5)?,
+                    supply_mv: r.get(6)?,
+                })
             })
-        })
-        .optional()?)
+            .optional()?),
+        Db::Pg(pg) => {
+            const T: &str = "post_status";
+            let Some(r) = pg.query_opt(
+                "SELECT online, firmware, config_hash, received_at, clock_offset_ms, rssi_dbm, supply_mv
+                 FROM post_status WHERE post = $1",
+                &[&post.as_str()],
+            )?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(StatusSnapshot {
+                online: pg::get::<i64>(&r, T, 0)? != 0,
+                firmware: pg::get(&r, T, 1)?,
+                config_hash: pg_int(&r, T, 2)?,
+                received_at: UnixSeconds(pg::get(&r, T, 3)?),
+                clock_offset_ms: pg::get(&r, T, 4)?,
+                rssi_dbm: pg_int(&r, T, 5)?,
+                supply_mv: pg_int(&r, T, 6)?,
+            }))
+        }
+    }
 }
 
 /// Per quantity, the newest of `post`'s readings received at or after `since`, with how many
 /// arrived. Quantities this build does not know (a newer gateway wrote them) are left out.
 pub fn latest_readings_since(
+    db: &Db<'_>,
+    post: &PostId,
+    since: UnixSeconds,
+) -> Result<HashMap<Quantity, LatestReading>, StoreError> {
+    match db {
+        Db::Sqlite(conn) => sqlite_latest_readings_since(conn, post, since),
+        Db::Pg(pg) => {
+            // Per quantity the newest reading received since then, and how many arrived.
+            let rows = pg.query(
+                "SELECT DISTINCT ON (quantity) quantity, at, value, flags,
+                        count(*) OVER (PARTITION BY quantity)
+                 FROM readings WHERE post = $1 AND received_at >= $2
+                 ORDER BY quantity, at DESC",
+                &[&post.as_str(), &since.0],
+            )?;
+            let mut out = HashMap::new();
+            for r in rows {
+                const T: &str = "readings";
+                // Quantities this build does not know were written by a newer gateway.
+                let Some(q) = Quantity::parse(&pg::get::<String>(&r, T, 0)?) else {
+                    continue;
+                };
+                out.insert(
+                    q,
+                    LatestReading {
+                        at: UnixSeconds(pg::get(&r, T, 1)?),
+                        value: pg::get(&r, T, 2)?,
+                        flags: QaFlags(pg_int_nn(&r, T, 3)?),
+                        count: pg::get_u32(&r, T, 4)?,
+                    },
+                );
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// [`latest_readings_since`] on SQLite's layout.
+fn sqlite_latest_readings_since(
     conn: &Connection,
     post: &PostId,
     since: UnixSeconds,
@@ -177,7 +241,8 @@ mod tests {
             )
             .unwrap();
         }
-        let latest = latest_readings_since(&conn, &post, UnixSeconds(150)).unwrap();
+        let db = Db::Sqlite(&conn);
+        let latest = latest_readings_since(&db, &post, UnixSeconds(150)).unwrap();
         assert_eq!(
             latest.len(),
             1,
@@ -185,6 +250,65 @@ mod tests {
         );
         let pm = latest.get(&Quantity::Pm2_5).unwrap();
         assert_eq!((pm.at, pm.value, pm.count), (UnixSeconds(220), 9.0, 2));
-        assert!(post_status(&conn, &post).unwrap().is_none());
+        assert!(post_status(&db, &post).unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn status_and_readings_since_a_moment_answer_the_same_on_both_backends() {
+        use crate::read::tests::{fixture, T0};
+        let stores = crate::read::both::stores("status::status_and_readings_since").await;
+        for store in &stores.list {
+            crate::read::both::write(store, fixture()).await;
+            let (status, none, since_120, since_186, since_end) = store
+                .read(|db| {
+                    let b = PostId::parse("alm-b").unwrap();
+                    let a = PostId::parse("alm_a").unwrap();
+                    Ok((
+                        post_status(db, &b)?,
+                        post_status(db, &a)?,
+                        latest_readings_since(db, &b, UnixSeconds(T0 + 120))?,
+                        latest_readings_since(db, &b, UnixSeconds(T0 + 186))?,
+                        latest_readings_since(db, &b, UnixSeconds(T0 + 201))?,
+                    ))
+                })
+                .await
+                .unwrap();
+            let status = status.unwrap();
+            assert!(status.online);
+            assert_eq!(
+                (
+                    status.firmware.as_str(),
+                    status.config_hash,
+                    status.received_at
+                ),
+                ("1.2.0", Some(0xDEAD_BEEF), UnixSeconds(T0))
+            );
+            assert_eq!(
+                (status.clock_offset_ms, status.rssi_dbm, status.supply_mv),
+                (Some(-40), Some(-71), Some(12_100))
+            );
+            assert!(none.is_none());
+            // Received from T0 + 120: three PM2.5 readings (the newest by time is flagged) and
+            // one NO2; the unknown quantity is left out.
+            assert_eq!(since_120.len(), 2, "{store:?}");
+            let pm = since_120[&Quantity::Pm2_5];
+            assert_eq!(
+                (pm.at, pm.value, pm.flags, pm.count),
+                (UnixSeconds(T0 + 180), 99.0, QaFlags(1), 3)
+            );
+            let no2 = since_120[&Quantity::No2];
+            assert_eq!(
+                (no2.at, no2.value, no2.count),
+                (UnixSeconds(T0 + 120), 30.0, 1)
+            );
+            // From T0 + 186 only the late arrival for the day before.
+            assert_eq!(since_186.len(), 1);
+            let late = since_186[&Quantity::Pm2_5];
+            assert_eq!(
+                (late.at, late.value, late.count),
+                (UnixSeconds(T0 - 86_400), 5.0, 1)
+            );
+            assert!(since_end.is_empty());
+        }
     }
 }

@@ -17,7 +17,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection};
 use taza_domain::calendar::rfc3339;
 use taza_store::read::{self, BucketRow, Period, ReadingRow, Resolution, RollupRow};
-use taza_store::{alerts, schema, sink_queue, status};
+use taza_store::{alerts, schema, sink_queue, status, Db};
 
 /// 2026-01-01T00:00:00Z; Almaty is UTC+5.
 const T0: i64 = 1_767_225_600;
@@ -468,7 +468,7 @@ fn new_one_post_series(
         critical_level: None,
     };
     read::one_post_series(
-        conn,
+        &Db::Sqlite(conn),
         descriptor,
         quantities,
         UnixSeconds(from),
@@ -561,11 +561,15 @@ fn old_latest_readings_since(conn: &Connection, post: &str, since: i64) -> Newes
 }
 
 fn new_latest_readings_since(conn: &Connection, post: &str, since: i64) -> Newest {
-    status::latest_readings_since(conn, &PostId::parse(post).unwrap(), UnixSeconds(since))
-        .unwrap()
-        .into_iter()
-        .map(|(q, r)| (q.as_str(), (r.at.0, r.value, r.flags.0, r.count)))
-        .collect()
+    status::latest_readings_since(
+        &Db::Sqlite(conn),
+        &PostId::parse(post).unwrap(),
+        UnixSeconds(since),
+    )
+    .unwrap()
+    .into_iter()
+    .map(|(q, r)| (q.as_str(), (r.at.0, r.value, r.flags.0, r.count)))
+    .collect()
 }
 
 fn old_daily_means(conn: &Connection, day: &str, q: Quantity, min: f64) -> Vec<(String, f64)> {
@@ -682,8 +686,15 @@ fn answers(
                     let rows = if old {
                         old_readings(conn, post, q, from, to, limit)
                     } else {
-                        read::readings(conn, &id, q, UnixSeconds(from), UnixSeconds(to), limit)
-                            .unwrap()
+                        read::readings(
+                            &Db::Sqlite(conn),
+                            &id,
+                            q,
+                            UnixSeconds(from),
+                            UnixSeconds(to),
+                            limit,
+                        )
+                        .unwrap()
                     };
                     out.push((
                         format!("readings {post} {q:?} {from}..{to} limit {limit}"),
@@ -698,8 +709,15 @@ fn answers(
                     let rows = if old {
                         old_rollups(conn, post, q, period, from, to)
                     } else {
-                        read::rollups(conn, &id, q, period, UnixSeconds(from), UnixSeconds(to))
-                            .unwrap()
+                        read::rollups(
+                            &Db::Sqlite(conn),
+                            &id,
+                            q,
+                            period,
+                            UnixSeconds(from),
+                            UnixSeconds(to),
+                        )
+                        .unwrap()
                     };
                     out.push((
                         format!("rollups {post} {q:?} {period:?} {from}..{to}"),
@@ -739,7 +757,14 @@ fn answers(
             let rows = if old {
                 old_buckets(conn, table, &ALL, from, to)
             } else {
-                read::buckets(conn, resolution, &ALL, UnixSeconds(from), UnixSeconds(to)).unwrap()
+                read::buckets(
+                    &Db::Sqlite(conn),
+                    resolution,
+                    &ALL,
+                    UnixSeconds(from),
+                    UnixSeconds(to),
+                )
+                .unwrap()
             };
             out.push((
                 format!("buckets {table} {from}..{to}"),
@@ -750,7 +775,7 @@ fn answers(
     let latest = if old {
         old_latest(conn)
     } else {
-        read::latest(conn).unwrap()
+        read::latest(&Db::Sqlite(conn)).unwrap()
     };
     out.push(("latest".into(), serde_json::json!(latest)));
     let earliest = if old {
@@ -759,7 +784,9 @@ fn answers(
         })
         .unwrap()
     } else {
-        read::earliest_rollup(conn).unwrap().map(|t| t.0)
+        read::earliest_rollup(&Db::Sqlite(conn))
+            .unwrap()
+            .map(|t| t.0)
     };
     out.push(("earliest rollup".into(), serde_json::json!(earliest)));
     for day in [
@@ -775,7 +802,7 @@ fn answers(
                     old_daily_means(conn, day, q, min)
                 } else {
                     let mut m: Vec<(String, f64)> =
-                        alerts::covered_daily_means(conn, day, &[q], min)
+                        alerts::covered_daily_means(&Db::Sqlite(conn), day, &[q], min)
                             .unwrap()
                             .into_iter()
                             .map(|(p, _, mean)| (p.to_string(), mean))
@@ -795,14 +822,14 @@ fn answers(
             let rows = if old {
                 old_sink_oldest(conn, limit)
             } else {
-                sink_queue::oldest(conn, limit as usize).unwrap()
+                sink_queue::oldest(&Db::Sqlite(conn), limit as usize).unwrap()
             };
             out.push((
                 format!("sink oldest {limit}"),
                 serde_json::json!(format!("{rows:?}")),
             ));
         }
-        let backlog = sink_queue::backlog(conn).unwrap();
+        let backlog = sink_queue::backlog(&Db::Sqlite(conn)).unwrap();
         out.push(("sink backlog".into(), serde_json::json!(backlog)));
     }
     Answers(out)
@@ -982,7 +1009,7 @@ fn writer_continues_on_the_migrated_store(path: &std::path::Path) {
     let conn = Connection::open(path).unwrap();
     let air1 = PostId::parse("air-1").unwrap();
     let rows = read::readings(
-        &conn,
+        &Db::Sqlite(&conn),
         &air1,
         Some(Quantity::Pm2_5),
         UnixSeconds(last),
@@ -998,7 +1025,7 @@ fn writer_continues_on_the_migrated_store(path: &std::path::Path) {
         "the replay kept the stored value"
     );
     let hour = read::rollups(
-        &conn,
+        &Db::Sqlite(&conn),
         &air1,
         Quantity::Pm2_5,
         Period::Hour,
@@ -1012,7 +1039,7 @@ fn writer_continues_on_the_migrated_store(path: &std::path::Path) {
         (1, 50.0),
         "the new hour holds the new reading"
     );
-    let latest = read::latest(&conn).unwrap();
+    let latest = read::latest(&Db::Sqlite(&conn)).unwrap();
     let newest = |post: &str, q: &str| {
         latest
             .iter()
@@ -1022,7 +1049,7 @@ fn writer_continues_on_the_migrated_store(path: &std::path::Path) {
     assert_eq!(newest("air-1", "pm2_5"), Some(50.0));
     assert_eq!(newest("air-9", "no2"), Some(33.0));
     // Queued for InfluxDB after the migrated rows, in order.
-    let queued = sink_queue::oldest(&conn, 10_000).unwrap();
+    let queued = sink_queue::oldest(&Db::Sqlite(&conn), 10_000).unwrap();
     let tail: Vec<(&str, &str, f64)> = queued
         .iter()
         .rev()
@@ -1174,6 +1201,6 @@ fn reads_answer_what_the_previous_queries_answer_on_data_the_writer_wrote() {
     );
     assert!(checked > 2000, "{checked} reads compared");
     // The sink queue holds each stored reading once, in commit order.
-    let queued = sink_queue::oldest(&conn, 1_000_000).unwrap();
+    let queued = sink_queue::oldest(&Db::Sqlite(&conn), 1_000_000).unwrap();
     assert_eq!(queued.len(), distinct.len());
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::{PostId, QaFlags, Quantity, UnixSeconds};
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 pub mod wording;
@@ -20,7 +19,7 @@ pub mod wording;
 use taza_domain::calendar::rfc3339_local as rfc3339;
 use taza_domain::post::PostEntry;
 pub use taza_store::status::{LatestReading, StatusSnapshot};
-use taza_store::{ReadPool, StoreError};
+use taza_store::{Db, Store, StoreError};
 use wording::Finding;
 pub use wording::Lang;
 
@@ -308,7 +307,7 @@ fn num(v: f64) -> String {
 
 /// Reads the snapshot of `entry`'s post from the store.
 pub fn snapshot(
-    conn: &Connection,
+    db: &Db<'_>,
     entry: &PostEntry,
     desired_config_hash: u32,
     started: UnixSeconds,
@@ -316,8 +315,8 @@ pub fn snapshot(
     Ok(Snapshot {
         entry: entry.clone(),
         desired_config_hash,
-        status: taza_store::status::post_status(conn, &entry.id)?,
-        readings: taza_store::status::latest_readings_since(conn, &entry.id, started)?,
+        status: taza_store::status::post_status(db, &entry.id)?,
+        readings: taza_store::status::latest_readings_since(db, &entry.id, started)?,
     })
 }
 
@@ -328,7 +327,7 @@ pub fn default_wait(cadence: Duration) -> Duration {
 
 /// Polls the store until every check passes or `wait` is over; returns the last report.
 pub async fn run(
-    pool: Arc<ReadPool>,
+    store: Store,
     entry: PostEntry,
     desired_config_hash: u32,
     cadence: Duration,
@@ -340,8 +339,8 @@ pub async fn run(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let e = entry.clone();
-        let snap = pool
-            .run(move |conn| snapshot(conn, &e, desired_config_hash, started))
+        let snap = store
+            .read(move |db| snapshot(db, &e, desired_config_hash, started))
             .await?;
         let now = taza_domain::calendar::now();
         let report = evaluate(&snap, &ranges, cadence, started, now, lang);

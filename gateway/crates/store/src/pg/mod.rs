@@ -10,9 +10,12 @@
 //! server is a follow-up.
 
 pub mod commit_log;
+pub mod copy;
+pub mod lease;
 pub mod schema;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_server;
+pub mod writer;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -28,7 +28,10 @@ pub const DATA: &str = r#"
         received_at BIGINT NOT NULL,
         PRIMARY KEY (post, quantity, at)
     );
-    CREATE INDEX readings_received ON readings (received_at);
+    -- What one post received since a moment (commissioning, status::latest_readings_since).
+    -- Post first: concurrent group commits insert at each post's own end of the index, where
+    -- received_at alone put every writer on one hot page.
+    CREATE INDEX readings_received ON readings (post, received_at);
     -- Rollups hold only readings that were inserted (RETURNING of the insert above), merged
     -- additively under the row lock, so concurrent writers keep them exact.
     CREATE TABLE rollup_20min (
@@ -90,7 +93,12 @@ pub const DATA: &str = r#"
         sensors     TEXT NOT NULL,             -- JSON array of quantity names
         dropped     BIGINT NOT NULL,
         reconnects  BIGINT NOT NULL,
-        received_at BIGINT NOT NULL
+        received_at BIGINT NOT NULL,
+        -- What commissioning checks in a post's live status (SQLite: registry migration 6).
+        clock_offset_ms BIGINT,
+        rssi_dbm        BIGINT,
+        supply_mv       BIGINT,
+        uptime_s        BIGINT
     );
     -- What every replica committed, in commit order (each writer takes an advisory
     -- transaction lock just before its insert here), for the leader's alert evaluation:
@@ -98,7 +106,8 @@ pub const DATA: &str = r#"
     CREATE TABLE committed (
         seq         BIGSERIAL PRIMARY KEY,
         post        TEXT NOT NULL,
-        readings    JSONB NOT NULL,            -- pg::commit_log's encoding of the new readings
+        readings    JSON NOT NULL,             -- pg::commit_log's encoding of the new readings
+                                               -- (JSON: stored as sent, read back whole)
         received_at BIGINT NOT NULL
     );
     -- Readings not yet confirmed by the long-term store (InfluxDB), in commit order per
@@ -119,6 +128,7 @@ pub const MIGRATIONS: &[&[&str]] = &[
     &[
         DATA,
         crate::registry::PG_SCHEMA,
+        crate::admin::PG_SCHEMA,
         crate::alerts::PG_SCHEMA,
         crate::outbox::PG_SCHEMA,
     ],

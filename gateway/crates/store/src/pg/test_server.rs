@@ -204,3 +204,27 @@ fn start() -> Result<Server, String> {
         _watchdog: Mutex::new(watchdog),
     })
 }
+
+/// Runs `body` in a transaction of a migrated in-memory SQLite store: the SQLite half of a
+/// test written once for both backends.
+pub fn on_sqlite(body: fn(&crate::Db<'_>)) {
+    let mut conn = crate::schema::in_memory();
+    let tx = conn.transaction().unwrap();
+    body(&crate::Db::Sqlite(&tx));
+}
+
+/// Runs `body` in a transaction on a fresh, migrated PostgreSQL database: the PostgreSQL half
+/// (skips, saying so, as [`database`] does).
+pub async fn on_postgres(test: &str, body: fn(&crate::Db<'_>)) {
+    let Some(url) = database(test) else {
+        return;
+    };
+    let store = super::PgStore::connect(&url).await.unwrap();
+    store
+        .run(false, move |pg| {
+            body(&crate::Db::Pg(pg));
+            Ok::<_, crate::StoreError>(())
+        })
+        .await
+        .unwrap();
+}
