@@ -60,7 +60,8 @@ struct Cli {
 enum Command {
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
-    /// Print a year's city scorecard against the plan targets, from the store in the data dir.
+    /// Print a year's city scorecard against the plan targets, from the store in the data dir
+    /// (or, with `--source influxdb`, its posts and InfluxDB's readings).
     Report {
         /// Local (Asia/Almaty) calendar year [default: this year].
         #[arg(long)]
@@ -68,6 +69,11 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "markdown")]
         format: ReportFormat,
+        /// Where the readings come from: the store's rollups, or InfluxDB (`[sink.influxdb]`,
+        /// through its Flux query API) for years whose raw readings SQLite no longer keeps.
+        /// The posts are the store's either way.
+        #[arg(long, value_enum, default_value = "store")]
+        source: ReportSource,
     },
     /// The post registry: add, list, show, retire, provision, commission; Mosquitto's
     /// password file and ACL.
@@ -93,6 +99,25 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         batch: usize,
     },
+    /// InfluxDB 2, the long-term store (`[sink.influxdb]`).
+    Influx {
+        #[command(subcommand)]
+        command: InfluxCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum InfluxCommand {
+    /// Connect with the configured URL, org, bucket and token; print the bucket's retention
+    /// and the newest point per measurement. Fails saying what is wrong: unreachable, token
+    /// refused (401) or not allowed (403), organization or bucket missing.
+    Check,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportSource {
+    Store,
+    Influxdb,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -150,12 +175,17 @@ fn main() -> anyhow::Result<()> {
             print!("{}", config.to_redacted_toml());
             return Ok(());
         }
-        Some(Command::Report { year, format }) => return report(&config, year, format),
+        Some(Command::Report {
+            year,
+            format,
+            source,
+        }) => return report(&config, year, format, source),
         Some(Command::Posts { actor, command }) => {
             config.validate()?;
             return posts_cli::run(&config, command, actor);
         }
         Some(Command::Migrate { from, to, batch }) => return migrate(&from, &to, batch),
+        Some(Command::Influx { command }) => return influx(&config, command),
         None => {}
     }
     init_tracing(cli.log_json);
@@ -202,7 +232,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// `gateway report`: the scorecard from the store, without starting the gateway.
-fn report(config: &Config, year: Option<i32>, format: ReportFormat) -> anyhow::Result<()> {
+fn report(
+    config: &Config,
+    year: Option<i32>,
+    format: ReportFormat,
+    source: ReportSource,
+) -> anyhow::Result<()> {
     use taza_store::config::Location;
     let location = config
         .store
@@ -226,12 +261,90 @@ fn report(config: &Config, year: Option<i32>, format: ReportFormat) -> anyhow::R
                 taza_store::Store::Pg(taza_store::pg::PgStore::connect(&url).await?)
             }
         };
+        if source == ReportSource::Influxdb {
+            return report_from_influxdb(config, &store, &norms, year).await;
+        }
         anyhow::Ok(taza_api::scoring::city_scorecard_from(&store, norms, year).await?)
     })?;
     match format {
         ReportFormat::Markdown => print!("{}", taza_score::scorecard_markdown(&card)),
         ReportFormat::Csv => print!("{}", taza_score::scorecard_csv(&card)),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&card)?),
+    }
+    Ok(())
+}
+
+/// `gateway report --source influxdb`: the store's posts, their hourly and 20-minute means
+/// from InfluxDB, scored by the same engine.
+async fn report_from_influxdb(
+    config: &Config,
+    store: &taza_store::Store,
+    norms: &taza_score::Norms,
+    year: i32,
+) -> anyhow::Result<taza_score::CityScorecard> {
+    let Some(cfg) = &config.sink.influxdb else {
+        anyhow::bail!("--source influxdb needs a [sink.influxdb] section in the configuration");
+    };
+    let client = taza_sink::InfluxClient::new(cfg)?;
+    let (descriptors, records) = store
+        .read(|db| {
+            Ok((
+                taza_store::read::post_descriptors(db)?,
+                taza_store::registry::all(db)?,
+            ))
+        })
+        .await?;
+    let posts: Vec<taza_sink::history::HistoryPost> = descriptors
+        .into_iter()
+        .map(|descriptor| {
+            let cadence = records
+                .iter()
+                .find(|r| r.entry.id == descriptor.id)
+                .and_then(|r| r.entry.cadence)
+                .unwrap_or(config.store.default_cadence);
+            taza_sink::history::HistoryPost {
+                descriptor,
+                cadence,
+            }
+        })
+        .collect();
+    let (from, to) = taza_api::scoring::scorecard_span(year)?;
+    let now = taza_domain::calendar::now();
+    let series = taza_sink::history::read_series(
+        &client,
+        &posts,
+        &taza_score::days::SCORED,
+        from,
+        to,
+        now.offset(-26 * 3600),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("reading history from InfluxDB: {e}"))?;
+    Ok(taza_api::scoring::city_scorecard_from_buckets(
+        norms, year, series, now,
+    )?)
+}
+
+/// `gateway influx ...`: the configured InfluxDB, without starting the gateway.
+fn influx(config: &Config, command: InfluxCommand) -> anyhow::Result<()> {
+    let Some(cfg) = &config.sink.influxdb else {
+        anyhow::bail!("no [sink.influxdb] in the configuration: there is no InfluxDB to check");
+    };
+    let problems = cfg.problems();
+    anyhow::ensure!(
+        problems.is_empty(),
+        "[sink.influxdb]: {}",
+        problems.join("; ")
+    );
+    let client = taza_sink::InfluxClient::new(cfg)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match command {
+        InfluxCommand::Check => {
+            let report = runtime
+                .block_on(taza_sink::history::check(&client))
+                .map_err(|e| anyhow::anyhow!("influx check failed: {e}"))?;
+            print!("{report}");
+        }
     }
     Ok(())
 }

@@ -273,6 +273,101 @@ async fn readings_arrive_with_the_documented_schema() {
     gw.running.stop().await;
 }
 
+/// Tag values the `influxdb2` crate alone would break: a backslash before the next tag's comma
+/// (it escapes `,`, `=` and space, not `\`), a line break, and all of them together. Each must
+/// arrive as typed (a line break as a space), with the tags after it intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_value_ending_in_a_backslash_survives() {
+    let Some(bin) = victoria_binary("a_tag_value_ending_in_a_backslash_survives") else {
+        return;
+    };
+    let vm = Victoria::start(&bin);
+    let dir = tempfile::tempdir().unwrap();
+    let districts = [
+        ("bs-1", "Алмалы\\"),
+        ("bs-2", "a\\,b=c d\\"),
+        ("bs-3", "\\\\ \\=\\"),
+        ("bs-4", "two\nlines\\"),
+    ];
+    let mut posts: Vec<PostEntry> = districts
+        .iter()
+        .map(|(id, d)| PostEntry {
+            district: Some((*d).into()),
+            ..air_post(id)
+        })
+        .collect();
+    posts.push(PostEntry {
+        river: Some("Есентай\\".into()),
+        ..river_post("bs-river")
+    });
+    let config = sink_config(dir.path(), posts, vm.url());
+    let gw = start_gateway(config).await;
+    let t0 = recent_start();
+    let mut msgs: Vec<(String, Vec<u8>)> = districts
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| {
+            (
+                telemetry_topic(id),
+                cbor(
+                    id,
+                    &[m_at(Quantity::Pm2_5, i as f64 + 1.0, UnixSeconds(t0))],
+                ),
+            )
+        })
+        .collect();
+    msgs.push((
+        telemetry_topic("bs-river"),
+        cbor(
+            "bs-river",
+            &[m_at(Quantity::WaterLevel, 55.0, UnixSeconds(t0))],
+        ),
+    ));
+    publish_all(gw.mqtt_port, msgs).await;
+    let metrics = gw.running.metrics.clone();
+    wait_until("five points written", Duration::from_secs(20), || {
+        let m = metrics.clone();
+        async move { m.sink().points_written() == 5 }
+    })
+    .await;
+    assert_eq!(metrics.sink().failures(taza_sink::FailureKind::Rejected), 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let all = loop {
+        let all = vm.export("(air|water)_value").await;
+        if all.len() == 5 {
+            break all;
+        }
+        assert!(Instant::now() < deadline, "expected 5 series, got {all:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (i, (id, district)) in districts.iter().enumerate() {
+        let (_, labels, points) = all
+            .iter()
+            .find(|(_, l, _)| l.get("post").map(String::as_str) == Some(*id))
+            .unwrap_or_else(|| panic!("no series for {id} in {all:?}"));
+        let want: BTreeMap<String, String> = [
+            ("district", district.replace('\n', " ")),
+            ("kind", "air".into()),
+            ("post", (*id).into()),
+            ("quantity", "pm2_5".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(labels, &want, "{district:?}");
+        assert_eq!(points, &[(t0 * 1000, i as f64 + 1.0)]);
+    }
+    let (name, labels, points) = all
+        .iter()
+        .find(|(_, l, _)| l.get("post").map(String::as_str) == Some("bs-river"))
+        .unwrap_or_else(|| panic!("no river series in {all:?}"));
+    assert_eq!(name, "water_value");
+    assert_eq!(labels.get("river").map(String::as_str), Some("Есентай\\"));
+    assert_eq!(labels.get("kind").map(String::as_str), Some("river"));
+    assert_eq!(points, &[(t0 * 1000, 55.0)]);
+    gw.running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_loses_nothing_and_duplicates_nothing() {
     let Some(bin) = victoria_binary("an_outage_loses_nothing_and_duplicates_nothing") else {
@@ -369,7 +464,7 @@ async fn an_outage_loses_nothing_and_duplicates_nothing() {
 /// the sink really writes: taken from the sink's own mapping, not a copied list.
 #[test]
 fn dashboards_query_only_what_the_sink_writes() {
-    use taza_sink::line::{measurement, FIELDS, TAGS};
+    use taza_sink::schema::{measurement, FIELDS, TAGS};
 
     fn queries(v: &serde_json::Value, out: &mut Vec<String>) {
         match v {

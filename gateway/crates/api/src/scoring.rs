@@ -536,6 +536,78 @@ pub async fn city_scorecard_from(
         .ok_or_else(|| ScoringError::Task("no scorecard computed".into()))
 }
 
+/// The span a city scorecard of `year` reads, local midnights: 1 January of the plan's first
+/// year (or of `year`, if earlier) to 1 January of the year after (what a history source
+/// such as InfluxDB must give, `taza_sink::history::read_series`).
+pub fn scorecard_span(year: i32) -> Result<(UnixSeconds, UnixSeconds), ScoringError> {
+    let (from, to) = year_dates(year)?;
+    Ok((LocalDay::of(from).start, LocalDay::of(to).start))
+}
+
+/// The city scorecard of `year` from hourly and 20-minute means read from elsewhere (InfluxDB,
+/// `taza_sink::history::read_series`, over [`scorecard_span`]), through the same arithmetic as
+/// the store's: each series' local days aggregated by [`score::days::day_stats`] (what the
+/// store's refresh keeps in `day_scores_year`), the 20-minute detail of the days that reach a
+/// ВЗ multiple, the hourly means from 26 hours before `now` for the comparison views, then
+/// the one engine, [`score::city_scorecard`]. The source only feeds it.
+pub fn city_scorecard_from_buckets(
+    norms: &Norms,
+    year: i32,
+    posts: Vec<score::PostSeries>,
+    now: UnixSeconds,
+) -> Result<score::CityScorecard, ScoringError> {
+    let (from, to) = year_dates(year)?;
+    let rules = norms.capture_rules();
+    let high = norms.episodes.high_multiple.value;
+    let recent_from = now.offset(-26 * 3600);
+    let posts: Vec<score::PostSeries> = posts
+        .into_iter()
+        .map(|p| score::PostSeries {
+            post: p.post,
+            series: p
+                .series
+                .into_iter()
+                .filter(|s| score::days::SCORED.contains(&s.quantity))
+                .filter_map(|mut s| {
+                    s.hourly.sort_by_key(|h| h.start);
+                    s.twenty_minute.sort_by_key(|t| t.start);
+                    let limit = score::days::one_time_limit(norms, s.quantity);
+                    let days: Vec<score::DayStats> =
+                        score::days::day_stats(&s.hourly, &s.twenty_minute, &rules, limit)
+                            .into_iter()
+                            .filter(|d| d.date >= from && d.date < to)
+                            .collect();
+                    if days.is_empty() {
+                        return None;
+                    }
+                    let detail: Vec<(UnixSeconds, UnixSeconds)> = days
+                        .iter()
+                        .filter(|d| limit.is_some_and(|l| score::days::needs_detail(d, l, high)))
+                        .map(|d| (d.start, d.start.offset(i64::from(d.hours) * 3600)))
+                        .collect();
+                    let twenty_minute = s
+                        .twenty_minute
+                        .into_iter()
+                        .filter(|t| detail.iter().any(|(a, b)| t.start >= *a && t.start < *b))
+                        .collect();
+                    let hourly = s
+                        .hourly
+                        .into_iter()
+                        .filter(|h| h.start >= recent_from)
+                        .collect();
+                    Some(score::QuantitySeries {
+                        quantity: s.quantity,
+                        hourly,
+                        twenty_minute,
+                        days,
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(score::city_scorecard(norms, year, &posts, now))
+}
+
 /// Brings the store's day aggregates up to date under `norms` (for `gateway report` and
 /// tests; the API goes through [`Scoring`]); returns how many days were recomputed.
 pub async fn refresh_aggregates(store: &Store, norms: Arc<Norms>) -> Result<usize, ScoringError> {

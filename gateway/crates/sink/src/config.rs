@@ -19,7 +19,7 @@ pub struct SinkConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InfluxConfig {
-    /// Base URL, e.g. `http://influxdb:8086` (paths `/api/v2/write` and `/health` are added).
+    /// Base URL, e.g. `http://influxdb:8086`, without a path ([`PATH_PREFIX_REFUSED`]).
     pub url: String,
     /// Organisation name.
     pub org: String,
@@ -65,6 +65,12 @@ fn default_retry_max() -> Duration {
     Duration::from_secs(60)
 }
 
+/// Why a URL with a path (InfluxDB behind a reverse proxy under `/influx/`) is refused: the
+/// `influxdb2` crate replaces the URL's path with `/api/v2/write` (`Url::set_path`), so the
+/// prefix would be dropped silently and the writes sent elsewhere.
+pub const PATH_PREFIX_REFUSED: &str =
+    "must be scheme://host[:port] with no path or query: the influxdb2 client writes to /api/v2/write at the host's root (serve InfluxDB on its own host or port)";
+
 /// Largest accepted `batch_size`: InfluxDB refuses bodies past its own limit (413) long before
 /// this, and a larger batch only makes a retry costlier.
 pub const MAX_BATCH_SIZE: usize = 100_000;
@@ -73,8 +79,11 @@ impl InfluxConfig {
     /// Problems with these settings, each a sentence naming the key.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        match reqwest::Url::parse(&self.url) {
+        match influxdb2_reqwest::Url::parse(&self.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                if !matches!(u.path(), "" | "/") || u.query().is_some() {
+                    p.push(format!("sink.influxdb.url: {PATH_PREFIX_REFUSED}"));
+                }
                 if !u.username().is_empty() || u.password().is_some() {
                     p.push(
                         "sink.influxdb.url must not carry credentials; use token or token_file"
@@ -137,6 +146,21 @@ mod tests {
         .unwrap();
         let problems = bad.problems();
         assert_eq!(problems.len(), 5, "{problems:?}");
+
+        for prefixed in ["https://metrics.example/influx/", "http://h:8086/?x=1"] {
+            let mut c = ok.clone();
+            c.url = prefixed.into();
+            assert_eq!(
+                c.problems(),
+                [format!("sink.influxdb.url: {PATH_PREFIX_REFUSED}")],
+                "{prefixed}"
+            );
+        }
+        for root in ["http://h:8086", "http://h:8086/"] {
+            let mut c = ok.clone();
+            c.url = root.into();
+            assert!(c.problems().is_empty(), "{root}");
+        }
         assert!(!format!("{bad:?}").contains("token = \"t\""));
     }
 }

@@ -4,21 +4,45 @@
 //! ([`queue`]); this worker, through the [`Store`] (SQLite or the PostgreSQL server replicas
 //! share) and on the leader only ([`Leader`]: always on SQLite; the holder of the lease among
 //! replicas, so one replica drains the shared queue), reads the oldest `batch_size` rows,
-//! writes them as line protocol ([`line`]) and deletes them only after a 2xx. An InfluxDB
-//! outage therefore loses nothing: the queue grows, the worker retries with exponential backoff
-//! (`retry_initial` doubling up to `retry_max`), and when InfluxDB returns the backlog drains in
-//! commit order, full batches back to back. A crash between InfluxDB's 2xx and the delete sends
-//! that batch again; InfluxDB keeps one point per (series, time), so the repeat overwrites
-//! itself. The same holds for the moment two replicas may overlap when the lease changes hands.
+//! writes them through the `influxdb2` crate ([`schema`]) and deletes them only after a 2xx.
+//! An InfluxDB outage therefore loses nothing: the queue grows, the worker retries with
+//! exponential backoff (`retry_initial` doubling up to `retry_max`), and when InfluxDB returns
+//! the backlog drains in commit order, full batches back to back. A crash between InfluxDB's
+//! 2xx and the delete sends that batch again; InfluxDB keeps one point per (series, time), so
+//! the repeat overwrites itself. The same holds for the moment two replicas may overlap when the lease changes hands.
 //!
-//! HTTP: a plain `POST {url}/api/v2/write?org=&bucket=&precision=s` with
-//! `Authorization: Token …`, the endpoint and header the `influxdb2` crate uses, over the
-//! reqwest 0.12 + rustls 0.23 the gateway already has for alert delivery. Adding `influxdb2`
-//! 0.5.2 (default-features off, `rustls`) was measured on this tree: `cargo tree -d -p gateway
-//! -e normal` grew from 456 to 625 lines and Cargo.lock by 47 packages, among them a second
-//! reqwest (0.11), rustls 0.21, rustls-webpki 0.101, hyper-rustls/tokio-rustls 0.24,
-//! webpki-roots 0.25, syn 1 and parking_lot 0.11 — an old TLS stack to audit for one POST we
-//! write in a few lines. The crate's last release is from 2024-07.
+//! HTTP: through the `influxdb2` crate (0.5, `default-features = false`, `rustls`), the client
+//! the project's brief names. Each batch becomes the crate's `DataPoint`s ([`schema`]), encoded
+//! by its line-protocol writer and sent with `Client::write_line_protocol_with_precision`
+//! (`POST {url}/api/v2/write?bucket=&org=&precision=s`, `Authorization: Token …`), one request per
+//! batch with a known length. The crate's reqwest 0.11 client is handed in built with our
+//! timeouts, no redirects (a redirect would resend the token), HTTP/1.1 only and our user
+//! agent. Where the
+//! crate falls short, and what is done about it:
+//! - tag values: it escapes `,`, `=` and space but not a backslash nor a line break, so
+//!   [`schema::tag_value`] doubles backslashes and turns line breaks into spaces first;
+//! - URL: it replaces the URL's path with `/api/v2/write`, so a base URL with a path (InfluxDB
+//!   behind a proxy under `/influx/`) is refused by validation ([`config::PATH_PREFIX_REFUSED`])
+//!   instead of being dropped silently;
+//! - success is 204 only: any other 2xx is taken as accepted here;
+//! - an error answer whose body breaks off loses its status (the crate reads the body first):
+//!   it is retried as `unreachable`.
+//!
+//! Its cost, measured on this tree (`cargo tree -p gateway -e normal`): reqwest was reached only
+//! as 0.12 (from taza-alert and taza-sink); now 0.12 from taza-alert alone and 0.11.27 from
+//! taza-sink and influxdb2 (`-i reqwest@0.11.27`). `--prefix none | sort -u | wc -l` went from 380
+//! to 421 lines, 281 to 312 distinct crates. The 31 new ones: influxdb2 0.5.2, influxdb2-derive
+//! 0.1.1, influxdb2-structmap 0.2.0, reqwest 0.11.27, h2 0.3.27, hyper-rustls 0.24.2, tokio-rustls
+//! 0.24.1, rustls 0.21.12, rustls-webpki 0.101.7, rustls-pemfile 1.0.4, sct 0.7.1, webpki-roots
+//! 0.25.4, sync_wrapper 0.1.2, secrecy 0.8.0, snafu 0.6.10, snafu-derive 0.6.10, syn 1.0.109,
+//! base64 0.13.1, csv 1.4.0, csv-core 0.1.13, futures 0.3.34, go-parse-duration 0.1.1,
+//! ordered-float 3.9.2, parking_lot 0.11.2, parking_lot_core 0.8.6, instant 0.1.13, itertools
+//! 0.10.5, either 1.19.0, doc-comment 0.3.4, regex 1.13.1, aho-corasick 1.1.5 (regex-automata's
+//! feature, turned on by regex). hyper 0.14 and http-body 0.4 were already in the tree. Only
+//! taza-sink depends on influxdb2 (and on reqwest 0.11, named `influxdb2-reqwest`, to configure
+//! the crate's client); the other crates reach it only through taza-sink (taza-api for
+//! [`SinkMetrics`]). The old TLS stack (rustls 0.21, rustls-webpki 0.101, ring via rustls 0.21)
+//! only ever talks to the configured InfluxDB; its advisories are listed in `.cargo/audit.toml`.
 //!
 //! A refusal InfluxDB will never take back (400 malformed, 422 outside the bucket's retention)
 //! drops that batch, counted and logged: InfluxDB 2 has already written the batch's valid points,
@@ -28,7 +52,8 @@
 //! Telemetry: [`SinkMetrics`] (`taza_sink_influxdb_*`), registered by the caller at wiring time.
 
 pub mod config;
-pub mod line;
+pub mod history;
+pub mod schema;
 pub use taza_store::sink_queue as queue;
 
 use std::path::PathBuf;
@@ -276,20 +301,21 @@ impl SinkMetrics {
     }
 }
 
-/// The endpoint, token and HTTP client, resolved once at startup.
+/// The `influxdb2` client with the org and bucket, resolved once at startup.
 #[derive(Clone)]
 pub struct InfluxClient {
-    http: reqwest::Client,
-    write_url: reqwest::Url,
-    health_url: reqwest::Url,
-    token: SecretString,
+    client: influxdb2::Client,
+    org: String,
+    bucket: String,
 }
 
 impl std::fmt::Debug for InfluxClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URLs hold org and bucket only (credentials in the URL are refused by validation).
+        // The base URL holds no credentials (refused by validation); the token stays out.
         f.debug_struct("InfluxClient")
-            .field("write_url", &self.write_url.as_str())
+            .field("url", &self.client.base.as_str())
+            .field("org", &self.org)
+            .field("bucket", &self.bucket)
             .finish_non_exhaustive()
     }
 }
@@ -304,90 +330,85 @@ enum WriteOutcome {
 impl InfluxClient {
     /// Reads the token (from `token_file` if set) and builds the client.
     pub fn new(cfg: &InfluxConfig) -> Result<Self, SinkError> {
-        let token = match (&cfg.token, &cfg.token_file) {
-            (_, Some(path)) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| SinkError::TokenFile {
-                        path: path.clone(),
-                        source,
-                    })?;
-                let t = text.trim();
-                if t.is_empty() {
-                    return Err(SinkError::EmptyToken(path.clone()));
-                }
-                SecretString::new(t)
-            }
-            (Some(t), None) => t.clone(),
-            (None, None) => SecretString::default(),
-        };
-        let base = reqwest::Url::parse(cfg.url.trim_end_matches('/'))
+        let token = read_token(cfg)?;
+        // The crate panics on a URL it cannot parse and sends every request to the host's root
+        // (`Url::set_path`), so both are refused here rather than met later.
+        let base = influxdb2_reqwest::Url::parse(&cfg.url)
             .map_err(|e| SinkError::Http(format!("sink.influxdb.url: {e}")))?;
-        let mut write_url = join(&base, "api/v2/write");
-        write_url
-            .query_pairs_mut()
-            .append_pair("org", &cfg.org)
-            .append_pair("bucket", &cfg.bucket)
-            .append_pair("precision", "s");
-        let health_url = join(&base, "health");
-        let http = reqwest::Client::builder()
+        if !matches!(base.path(), "" | "/") || base.query().is_some() {
+            return Err(SinkError::Http(format!(
+                "sink.influxdb.url: {}",
+                config::PATH_PREFIX_REFUSED
+            )));
+        }
+        let http = influxdb2_reqwest::Client::builder()
             .timeout(cfg.request_timeout)
             .connect_timeout(cfg.request_timeout / 2)
             // A redirect would resend the token to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("taza-gateway/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| SinkError::Http(e.without_url().to_string()))?;
-        Ok(Self {
+            .redirect(influxdb2_reqwest::redirect::Policy::none())
+            // HTTP/1.1 only: InfluxDB's write API needs nothing more, and it keeps the crate's
+            // h2 0.3 (RUSTSEC-2026-0258, fixed in 0.4 only) out of every connection.
+            .http1_only()
+            .user_agent(concat!("taza-gateway/", env!("CARGO_PKG_VERSION")));
+        let client = influxdb2::ClientBuilder::with_builder(
             http,
-            write_url,
-            health_url,
-            token,
+            base.as_str(),
+            cfg.org.as_str(),
+            token.expose(),
+        )
+        .build()
+        .map_err(|e| SinkError::Http(e.to_string()))?;
+        Ok(Self {
+            client,
+            org: cfg.org.clone(),
+            bucket: cfg.bucket.clone(),
         })
     }
 
-    /// `GET {url}/health`: Ok when InfluxDB answers 2xx. Reads nothing, writes nothing.
+    /// `GET {url}/health` through the crate: Ok when InfluxDB answers that it passes. Reads
+    /// nothing, writes nothing.
     pub async fn healthcheck(&self) -> Result<(), String> {
-        match self.http.get(self.health_url.clone()).send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("InfluxDB health answered {}", r.status().as_u16())),
-            Err(e) => Err(format!("InfluxDB unreachable: {}", e.without_url())),
+        use influxdb2::models::Status;
+        match self.client.health().await {
+            Ok(h) if h.status == Status::Pass => Ok(()),
+            Ok(h) => Err(format!(
+                "InfluxDB health: {:?}{}",
+                h.status,
+                h.message.map(|m| format!(" ({m})")).unwrap_or_default()
+            )),
+            Err(influxdb2::RequestError::Http { status, .. }) => {
+                Err(format!("InfluxDB health answered {}", status.as_u16()))
+            }
+            Err(e) => Err(format!("InfluxDB unreachable: {}", describe(&e))),
         }
     }
 
-    async fn write(&self, body: String) -> WriteOutcome {
+    /// One write of `body` (line protocol from [`body`]) through the crate.
+    async fn write(&self, body: Vec<u8>) -> WriteOutcome {
         let sent = self
-            .http
-            .post(self.write_url.clone())
-            .header(
-                reqwest::header::AUTHORIZATION,
-                format!("Token {}", self.token.expose()),
+            .client
+            .write_line_protocol_with_precision(
+                &self.org,
+                &self.bucket,
+                body,
+                influxdb2::api::write::TimestampPrecision::Seconds,
             )
-            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(body)
-            .send()
             .await;
-        let resp = match sent {
-            Ok(r) => r,
-            // Without the URL: it is ours and already known; reqwest errors never hold headers.
-            Err(e) => {
-                return WriteOutcome::Retry(FailureKind::Unreachable, e.without_url().to_string())
-            }
+        let (status, text) = match sent {
+            Ok(()) => return WriteOutcome::Accepted,
+            Err(influxdb2::RequestError::Http { status, text }) => (status.as_u16(), text),
+            // No answer, a reset, a timeout, or an error answer whose body broke off (the
+            // crate reads it before it reports the status, so that status is lost).
+            Err(e) => return WriteOutcome::Retry(FailureKind::Unreachable, describe(&e)),
         };
-        let status = resp.status();
-        if status.is_success() {
+        // The crate takes only 204 as success; any other 2xx was accepted all the same.
+        if (200..300).contains(&status) {
             return WriteOutcome::Accepted;
         }
-        // InfluxDB's error body is JSON {code, message}; keep a short prefix for the log. The
-        // status decides the outcome; a body that breaks off is said so, not logged as empty.
-        let text: String = resp
-            .text()
-            .await
-            .unwrap_or_else(|e| format!("(body unreadable: {})", e.without_url()))
-            .chars()
-            .take(300)
-            .collect();
-        let what = format!("HTTP {}: {text}", status.as_u16());
-        match status.as_u16() {
+        // InfluxDB's error body is JSON {code, message}; keep a short prefix for the log.
+        let text: String = text.chars().take(300).collect();
+        let what = format!("HTTP {status}: {text}");
+        match status {
             400 | 422 => WriteOutcome::Drop(what),
             401 | 403 => WriteOutcome::Retry(FailureKind::Unauthorized, what),
             _ => WriteOutcome::Retry(FailureKind::Status, what),
@@ -395,20 +416,45 @@ impl InfluxClient {
     }
 }
 
-/// `base` + `/path`, keeping any path prefix of `base` (InfluxDB behind a reverse proxy).
-fn join(base: &reqwest::Url, path: &str) -> reqwest::Url {
-    let mut u = base.clone();
-    let prefix = u.path().trim_end_matches('/').to_string();
-    u.set_path(&format!("{prefix}/{path}"));
-    u.set_query(None);
-    u
+/// The token: `token_file`'s content, trimmed, if set; else `token`; else none.
+fn read_token(cfg: &InfluxConfig) -> Result<SecretString, SinkError> {
+    match (&cfg.token, &cfg.token_file) {
+        (_, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|source| SinkError::TokenFile {
+                path: path.clone(),
+                source,
+            })?;
+            let t = text.trim();
+            if t.is_empty() {
+                return Err(SinkError::EmptyToken(path.clone()));
+            }
+            Ok(SecretString::new(t))
+        }
+        (Some(t), None) => Ok(t.clone()),
+        (None, None) => Ok(SecretString::default()),
+    }
 }
 
-/// Builds the request body from queued rows: one line per reading. Returns the body, the ids
-/// it covers and the points in it (rows with an unknown quantity or a non-finite value are
-/// covered but left out: they can never be written).
-pub fn body(rows: &[queue::Queued]) -> (String, Vec<i64>, usize) {
-    let mut out = String::with_capacity(rows.len() * 96);
+/// A crate error for the log, without the URL (ours, already known; the token is a header,
+/// which reqwest errors never hold).
+fn describe(e: &influxdb2::RequestError) -> String {
+    match e {
+        // reqwest's text already ends with its cause.
+        influxdb2::RequestError::ReqwestProcessing { source } => match source.url() {
+            Some(url) => source.to_string().replace(&format!(" for url ({url})"), ""),
+            None => source.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// Builds the request body from queued rows: one line per reading, each a
+/// [`schema::data_point`] in the crate's line protocol. Returns the body, the ids it covers and
+/// the points in it (rows with an unknown quantity or a non-finite value are covered but left
+/// out: they can never be written).
+pub fn body(rows: &[queue::Queued]) -> (Vec<u8>, Vec<i64>, usize) {
+    use influxdb2::models::WriteDataPoint;
+    let mut out = Vec::with_capacity(rows.len() * 96);
     let mut ids = Vec::with_capacity(rows.len());
     let mut points = 0;
     for r in rows {
@@ -420,7 +466,7 @@ pub fn body(rows: &[queue::Queued]) -> (String, Vec<i64>, usize) {
         let kind = r.kind.as_deref().unwrap_or("unregistered");
         let is_river = kind.parse::<taza_domain::post::PostKind>().ok()
             == Some(taza_domain::post::PostKind::River);
-        let p = line::Point {
+        let p = schema::Point {
             post: &r.post,
             quantity,
             kind,
@@ -434,8 +480,11 @@ pub fn body(rows: &[queue::Queued]) -> (String, Vec<i64>, usize) {
             value: r.value,
             flags: r.flags,
         };
-        if line::write_point(&mut out, &p) {
-            points += 1;
+        if let Some(dp) = schema::data_point(&p) {
+            // Writing to a Vec cannot fail.
+            if dp.write_data_point_to(&mut out).is_ok() {
+                points += 1;
+            }
         }
     }
     (out, ids, points)
@@ -707,36 +756,36 @@ mod tests {
             row(9, "no_such_quantity", Some("air")),
             row(10, "rssi", None),
         ];
-        let (text, ids, points) = body(&rows);
+        let (bytes, ids, points) = body(&rows);
         assert_eq!((ids, points), (vec![7, 8, 9, 10], 3));
+        let text = String::from_utf8(bytes).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines,
             [
-                "air,district=Медеуский\\ район,kind=air,post=p-1,quantity=pm10 value=1.5,flags=0i 1007",
-                "water,kind=river,post=p-1,quantity=water_level,river=Малая\\ Алматинка value=1.5,flags=0i 1008",
-                "device,district=Медеуский\\ район,kind=unregistered,post=p-1,quantity=rssi value=1.5,flags=0i 1010",
+                "air,district=Медеуский\\ район,kind=air,post=p-1,quantity=pm10 flags=0i,value=1.5 1007",
+                "water,kind=river,post=p-1,quantity=water_level,river=Малая\\ Алматинка flags=0i,value=1.5 1008",
+                "device,district=Медеуский\\ район,kind=unregistered,post=p-1,quantity=rssi flags=0i,value=1.5 1010",
             ]
         );
-        assert_eq!(body(&[]), (String::new(), Vec::new(), 0));
+        assert_eq!(body(&[]), (Vec::new(), Vec::new(), 0));
     }
 
     #[test]
-    fn urls_keep_a_proxy_prefix_and_carry_org_bucket_and_precision() {
+    fn a_url_with_a_path_is_refused_and_the_token_stays_out_of_debug() {
         let cfg: InfluxConfig = toml::from_str(
-            "url = \"https://metrics.example/influx/\"\norg = \"Алматы акимат\"\nbucket = \"taza\"\ntoken = \"secret-token\"\n",
+            "url = \"https://metrics.example/\"\norg = \"Алматы акимат\"\nbucket = \"taza\"\ntoken = \"secret-token\"\n",
         )
         .unwrap();
         let c = InfluxClient::new(&cfg).unwrap();
-        assert_eq!(
-            c.write_url.as_str(),
-            "https://metrics.example/influx/api/v2/write?org=%D0%90%D0%BB%D0%BC%D0%B0%D1%82%D1%8B+%D0%B0%D0%BA%D0%B8%D0%BC%D0%B0%D1%82&bucket=taza&precision=s"
+        let debug = format!("{c:?}");
+        assert!(debug.contains("Алматы акимат"), "{debug}");
+        assert!(!debug.contains("secret-token"), "{debug}");
+        let mut prefixed = cfg.clone();
+        prefixed.url = "https://metrics.example/influx/".into();
+        assert!(
+            matches!(InfluxClient::new(&prefixed), Err(SinkError::Http(e)) if e.contains("no path"))
         );
-        assert_eq!(
-            c.health_url.as_str(),
-            "https://metrics.example/influx/health"
-        );
-        assert!(!format!("{c:?}").contains("secret-token"));
     }
 
     #[test]
@@ -747,7 +796,8 @@ mod tests {
         let mut cfg: InfluxConfig =
             toml::from_str("url = \"http://127.0.0.1:1\"\norg = \"o\"\nbucket = \"b\"\n").unwrap();
         cfg.token_file = Some(path.clone());
-        assert_eq!(InfluxClient::new(&cfg).unwrap().token.expose(), "abc123");
+        assert_eq!(read_token(&cfg).unwrap().expose(), "abc123");
+        assert!(InfluxClient::new(&cfg).is_ok());
         std::fs::write(&path, "\n").unwrap();
         assert!(matches!(
             InfluxClient::new(&cfg),
@@ -761,7 +811,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_error_body_that_breaks_off_is_logged_as_unreadable_not_as_empty() {
+    async fn an_error_body_that_breaks_off_is_retried_and_said_so() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -780,12 +830,15 @@ mod tests {
         .unwrap();
         let outcome = InfluxClient::new(&cfg)
             .unwrap()
-            .write("m v=1 1".into())
+            .write(b"m v=1 1".to_vec())
             .await;
         server.await.unwrap();
-        let WriteOutcome::Retry(FailureKind::Status, what) = outcome else {
-            panic!("a 503 is retried as a status failure");
+        // The crate reads the body before it reports the status, so the 503 itself is lost:
+        // still retried, and said to be a broken body rather than logged as empty.
+        let WriteOutcome::Retry(FailureKind::Unreachable, what) = outcome else {
+            panic!("a broken answer is retried");
         };
-        assert!(what.starts_with("HTTP 503: (body unreadable"), "{what}");
+        assert!(what.contains("body"), "{what}");
+        assert!(!what.contains("127.0.0.1"), "no URL in {what}");
     }
 }

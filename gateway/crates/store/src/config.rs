@@ -17,8 +17,13 @@ pub struct StoreConfig {
     pub url: Option<String>,
     /// Folder holding `taza.db`.
     pub data_dir: PathBuf,
-    /// How long raw readings are kept (rollups are kept for ever). None: keep for ever.
-    #[serde(with = "humantime_serde")]
+    /// How long raw readings are kept (rollups and day aggregates are kept for ever, so
+    /// scores do not change), e.g. `"400d"`. None: keep for ever. Shown in whole days when it
+    /// is whole days (humantime would print 400 days as `1year 1month 4days 7h 26m 24s`).
+    #[serde(
+        deserialize_with = "humantime_serde::deserialize",
+        serialize_with = "serialize_retention"
+    )]
     pub raw_retention: Option<Duration>,
     /// `full` survives power loss; `normal` survives a process crash and is faster.
     pub synchronous: Synchronous,
@@ -117,6 +122,18 @@ impl std::fmt::Debug for StoreConfig {
             .field("synchronous", &self.synchronous)
             .field("default_cadence", &self.default_cadence)
             .finish()
+    }
+}
+
+fn serialize_retention<S: serde::Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) if d.as_secs() > 0 && d.as_secs() % 86_400 == 0 && d.subsec_nanos() == 0 => {
+            s.serialize_some(&format!("{}d", d.as_secs() / 86_400))
+        }
+        other => humantime_serde::serialize(other, s),
     }
 }
 

@@ -623,9 +623,12 @@ fn record_unregistered(
     Ok(())
 }
 
-/// Deletes raw readings older than `retention`: the front of each post's part of `samples`
-/// (one range delete per post), and the arrival slices that can only name deleted readings.
-pub(crate) fn prune(conn: &Connection, retention: Duration) -> rusqlite::Result<usize> {
+/// Deletes raw readings older than `retention` (`[store] raw_retention`): the front of each
+/// post's part of `samples` (one range delete per post), and the arrival slices that can only
+/// name deleted readings. The rollups (`agg_20min`, `agg_hour`, `agg_day`) and the day
+/// aggregates scores read are kept for ever, so scorecards do not change. Returns how many
+/// readings were deleted. The writer runs it hourly; public for tests and tools.
+pub fn prune(conn: &Connection, retention: Duration) -> rusqlite::Result<usize> {
     let cutoff = calendar::now().0 - retention.as_secs() as i64;
     let slice = bucket_of(cutoff);
     let posts: Vec<i64> = conn
