@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 use protocol::{PostId, Quantity, UnixSeconds};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
 
 use crate::db::Db;
 use crate::pg;
@@ -127,21 +127,23 @@ const REFRESH_LOCK: i64 = 0x7A5A_0D05;
 type Cursor = Option<(String, String, String)>;
 
 /// Recomputes every dirty day (all days when `fingerprint` differs from the stored one) with
-/// `aggregate`, through a SQLite connection of its own; returns how many days were recomputed
-/// (0: the aggregates were current).
-pub fn refresh(
-    conn: &mut Connection,
+/// `aggregate`, on a bare SQLite connection; returns how many days were recomputed (0: the
+/// aggregates were current). Tests drive stores of earlier schemas with it; the gateway
+/// refreshes through [`refresh_store`].
+#[cfg(test)]
+fn refresh(
+    conn: &mut rusqlite::Connection,
     fingerprint: &str,
     aggregate: Aggregate<'_>,
 ) -> Result<usize, StoreError> {
     {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         check_fingerprint(&Db::Sqlite(&tx), fingerprint)?;
         tx.commit()?;
     }
     let (mut total, mut cursor) = (0, None);
     loop {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let done = refresh_batch(&Db::Sqlite(&tx), &mut cursor, aggregate)?;
         tx.commit()?;
         match done {
@@ -711,7 +713,7 @@ fn days_of(
                 ],
             )?
             .iter()
-            .map(|r| Ok((crate::read::pg_int_nn(r, T, 0)?, pg::get(r, T, 1)?)))
+            .map(|r| Ok((pg::get_int(r, T, 0)?, pg::get(r, T, 1)?)))
             .collect::<Result<_, StoreError>>()?
         }
     };
@@ -780,6 +782,7 @@ pub fn dirty_days(db: &Db<'_>) -> Result<i64, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     /// The writer's upsert of a day, as rollup.rs issued it on schema 7 (since schema 8 it
     /// writes `agg_day` and marks days itself: `rollup::tests`).

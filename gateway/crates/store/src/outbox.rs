@@ -304,7 +304,7 @@ pub fn list(
                     channel: pg_channel(r, id, 3)?,
                     recipient: pg::get(r, "outbox", 4)?,
                     state: pg_state(r, id, 5)?,
-                    attempts: pg::get_u32(r, "outbox", 6)?,
+                    attempts: pg::get_int::<u32>(r, "outbox", 6)?,
                     next_attempt_at: pg::get::<i64>(r, "outbox", 7)?.div_euclid(1000),
                     last_error: pg::get(r, "outbox", 8)?,
                     created_at: pg::get(r, "outbox", 9)?,
@@ -507,7 +507,7 @@ pub fn claim_due(
                     let due: i64 = pg::get(r, "outbox", 9)?;
                     let c = Claimed {
                         id,
-                        attempts: pg::get_u32(r, "outbox", 1)?,
+                        attempts: pg::get_int::<u32>(r, "outbox", 1)?,
                         n: Notification {
                             key: pg::get(r, "outbox", 2)?,
                             alert_id: pg::get(r, "outbox", 3)?,

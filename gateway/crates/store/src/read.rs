@@ -89,37 +89,6 @@ pub struct StatusSummary {
     pub received_at: String,
 }
 
-/// Column `idx` of a PostgreSQL row, a BIGINT that may be NULL, as the narrower integer the
-/// SQLite layout reads (PostgreSQL has no unsigned types); a value out of range is
-/// [`StoreError::Corrupt`].
-pub(crate) fn pg_int<T: TryFrom<i64>>(
-    row: &pg::Row,
-    table: &'static str,
-    idx: usize,
-) -> Result<Option<T>, StoreError> {
-    let Some(v) = pg::get::<Option<i64>>(row, table, idx)? else {
-        return Ok(None);
-    };
-    T::try_from(v).map(Some).map_err(|_| StoreError::Corrupt {
-        table,
-        key: format!("column {idx}"),
-        what: format!("{v} is out of range for {}", std::any::type_name::<T>()),
-    })
-}
-
-/// [`pg_int`] of a NOT NULL column.
-pub(crate) fn pg_int_nn<T: TryFrom<i64>>(
-    row: &pg::Row,
-    table: &'static str,
-    idx: usize,
-) -> Result<T, StoreError> {
-    pg_int(row, table, idx)?.ok_or_else(|| StoreError::Corrupt {
-        table,
-        key: format!("column {idx}"),
-        what: "NULL where a value is required".into(),
-    })
-}
-
 /// Every post, sorted by id.
 pub fn posts(db: &Db<'_>) -> Result<Vec<PostSummary>, StoreError> {
     const SQL: &str =
@@ -171,9 +140,9 @@ pub fn posts(db: &Db<'_>) -> Result<Vec<PostSummary>, StoreError> {
                     Some(online) => Some(StatusSummary {
                         online: online != 0,
                         firmware: pg::get(&r, T, 10)?,
-                        config_hash: pg_int(&r, T, 11)?,
-                        dropped: pg_int_nn(&r, T, 12)?,
-                        reconnects: pg_int_nn(&r, T, 13)?,
+                        config_hash: pg::get_int_opt(&r, T, 11)?,
+                        dropped: pg::get_int(&r, T, 12)?,
+                        reconnects: pg::get_int(&r, T, 13)?,
                         received_at: rfc3339(UnixSeconds(pg::get(&r, T, 14)?)),
                     }),
                     None => None,
@@ -295,7 +264,7 @@ pub fn readings(
                 &[&post.as_str(), &names, &from.0, &to.0, &limit],
             )? {
                 const T: &str = "readings";
-                let flags = QaFlags(pg_int_nn(&r, T, 3)?);
+                let flags = QaFlags(pg::get_int(&r, T, 3)?);
                 out.push((
                     pg::get(&r, T, 0)?,
                     pg::get(&r, T, 1)?,
@@ -618,7 +587,7 @@ pub fn buckets(
                             post: post.clone(),
                             quantity: *q,
                             start: UnixSeconds(pg::get(&r, "rollups", 0)?),
-                            count: pg::get_u32(&r, "rollups", 1)?,
+                            count: pg::get_int::<u32>(&r, "rollups", 1)?,
                             mean: weighted_sum / covered_s.max(1) as f64,
                             max: pg::get(&r, "rollups", 4)?,
                             covered_s,
@@ -1008,7 +977,7 @@ pub(crate) fn hourly_means(
                 let covered_s: i64 = pg::get(r, T, 3)?;
                 Ok(taza_domain::series::HourlyMean {
                     start: UnixSeconds(pg::get(r, T, 0)?),
-                    count: pg::get_u32(r, T, 1)?,
+                    count: pg::get_int::<u32>(r, T, 1)?,
                     mean: time_weighted_mean(pg::get(r, T, 2)?, covered_s),
                     covered_s,
                     max: pg::get(r, T, 4)?,
@@ -1139,7 +1108,7 @@ pub fn latest(db: &Db<'_>) -> Result<Vec<serde_json::Value>, StoreError> {
                     pg::get(&r, T, 1)?,
                     pg::get(&r, T, 2)?,
                     pg::get(&r, T, 3)?,
-                    pg_int_nn(&r, T, 4)?,
+                    pg::get_int(&r, T, 4)?,
                 ));
             }
             out

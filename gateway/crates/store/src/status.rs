@@ -11,7 +11,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::StoreError;
 use crate::db::Db;
 use crate::pg;
-use crate::read::{pg_int, pg_int_nn};
 use crate::series::bucket_of;
 
 /// A post's last status as stored.
@@ -79,11 +78,11 @@ pub fn post_status(db: &Db<'_>, post: &PostId) -> Result<Option<StatusSnapshot>,
             Ok(Some(StatusSnapshot {
                 online: pg::get::<i64>(&r, T, 0)? != 0,
                 firmware: pg::get(&r, T, 1)?,
-                config_hash: pg_int(&r, T, 2)?,
+                config_hash: pg::get_int_opt(&r, T, 2)?,
                 received_at: UnixSeconds(pg::get(&r, T, 3)?),
                 clock_offset_ms: pg::get(&r, T, 4)?,
-                rssi_dbm: pg_int(&r, T, 5)?,
-                supply_mv: pg_int(&r, T, 6)?,
+                rssi_dbm: pg::get_int_opt(&r, T, 5)?,
+                supply_mv: pg::get_int_opt(&r, T, 6)?,
             }))
         }
     }
@@ -119,8 +118,8 @@ pub fn latest_readings_since(
                     LatestReading {
                         at: UnixSeconds(pg::get(&r, T, 1)?),
                         value: pg::get(&r, T, 2)?,
-                        flags: QaFlags(pg_int_nn(&r, T, 3)?),
-                        count: pg::get_u32(&r, T, 4)?,
+                        flags: QaFlags(pg::get_int(&r, T, 3)?),
+                        count: pg::get_int::<u32>(&r, T, 4)?,
                     },
                 );
             }

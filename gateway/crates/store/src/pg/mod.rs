@@ -213,13 +213,33 @@ where
     })
 }
 
-/// A count stored as BIGINT (PostgreSQL has no unsigned types) back to u32.
-pub fn get_u32(row: &Row, table: &'static str, idx: usize) -> Result<u32, StoreError> {
-    let v: i64 = get(row, table, idx)?;
-    u32::try_from(v).map_err(|_| StoreError::Corrupt {
+/// Column `idx`, a BIGINT that may be NULL, as the narrower integer the store's types hold
+/// (PostgreSQL has no unsigned types); a value out of range is [`StoreError::Corrupt`].
+pub fn get_int_opt<T: TryFrom<i64>>(
+    row: &Row,
+    table: &'static str,
+    idx: usize,
+) -> Result<Option<T>, StoreError> {
+    let Some(v) = get::<Option<i64>>(row, table, idx)? else {
+        return Ok(None);
+    };
+    T::try_from(v).map(Some).map_err(|_| StoreError::Corrupt {
         table,
         key: format!("column {idx}"),
-        what: format!("{v} is not a count"),
+        what: format!("{v} is out of range for {}", std::any::type_name::<T>()),
+    })
+}
+
+/// [`get_int_opt`] of a NOT NULL column.
+pub fn get_int<T: TryFrom<i64>>(
+    row: &Row,
+    table: &'static str,
+    idx: usize,
+) -> Result<T, StoreError> {
+    get_int_opt(row, table, idx)?.ok_or_else(|| StoreError::Corrupt {
+        table,
+        key: format!("column {idx}"),
+        what: "NULL where a value is required".into(),
     })
 }
 
